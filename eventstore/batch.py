@@ -1,0 +1,234 @@
+"""Group commit: concurrent appends share one transaction, each still waits for durability.
+
+One writer task per store drains a queue of pending appends into a batch
+(bounded by size and by an optional wait), writes the whole batch in one
+transaction under the backend's global write lock, and only after COMMIT
+resolves each caller's future. A caller whose expected version does not
+match gets its own ``ConcurrencyError`` without failing the others; a
+failed transaction fails every append in it with ``StoreUnavailable``.
+
+:func:`write_batch` is the dialect-neutral body of that transaction: it reads
+the chain head, checks idempotency and expected versions, assigns positions,
+extends the hash chain, inserts, and runs the inline projections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from .errors import ConcurrencyError, StoreError, StoreUnavailable
+from .events import Event, encode_event, event_type
+from .hashing import chain_hash, record_bytes
+from .store import InlineProjection, RecordedEvent, Tx
+from .types import ANY, GENESIS_HASH, NO_STREAM, STREAM_EXISTS
+
+RECORD_COLUMNS = "position, stream_id, stream_version, event_id, event_type, recorded_at, data, prev_hash, hash"
+
+
+@dataclass
+class PendingAppend:
+    """One caller's append waiting in the queue."""
+
+    stream_id: str
+    events: Sequence[Event]
+    event_ids: Sequence[str]
+    expected_version: int
+    future: asyncio.Future[list[RecordedEvent]]
+    result: list[RecordedEvent] | None = None
+    error: StoreError | None = None
+
+
+def row_to_record(row: Sequence[object]) -> RecordedEvent:
+    """Build a :class:`RecordedEvent` from a row selected with :data:`RECORD_COLUMNS`."""
+    return RecordedEvent(
+        position=int(row[0]),  # type: ignore[arg-type]
+        stream_id=str(row[1]),
+        stream_version=int(row[2]),  # type: ignore[arg-type]
+        event_id=str(row[3]),
+        event_type=str(row[4]),
+        recorded_at=float(row[5]),  # type: ignore[arg-type]
+        data=bytes(row[6]),  # type: ignore[arg-type]
+        prev_hash=bytes(row[7]),  # type: ignore[arg-type]
+        hash=bytes(row[8]),  # type: ignore[arg-type]
+    )
+
+
+def _placeholders(start: int, count: int) -> str:
+    return ", ".join(f"${i}" for i in range(start, start + count))
+
+
+def _version_conflict(expected: int, current: int) -> bool:
+    if expected == ANY:
+        return False
+    if expected == NO_STREAM:
+        return current != -1
+    if expected == STREAM_EXISTS:
+        return current == -1
+    return expected != current
+
+
+async def write_batch(
+    tx: Tx,
+    batch: Sequence[PendingAppend],
+    projections: Sequence[InlineProjection],
+    clock: Callable[[], float] = time.time,
+) -> None:
+    """Write ``batch`` inside an open, write-locked transaction; set each item's result or error."""
+    rows = await tx.fetch("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")
+    position, prev = (int(rows[0][0]), bytes(rows[0][1])) if rows else (0, GENESIS_HASH)
+
+    all_ids = [eid for item in batch for eid in item.event_ids]
+    existing: dict[str, RecordedEvent] = {}
+    for chunk in range(0, len(all_ids), 500):
+        ids = all_ids[chunk : chunk + 500]
+        found = await tx.fetch(
+            f"SELECT {RECORD_COLUMNS} FROM events WHERE event_id IN ({_placeholders(1, len(ids))})", *ids
+        )
+        existing.update((str(r[3]), row_to_record(r)) for r in found)
+
+    stream_ids = list({item.stream_id for item in batch})
+    versions: dict[str, int] = {}
+    for chunk in range(0, len(stream_ids), 500):
+        ids = stream_ids[chunk : chunk + 500]
+        found = await tx.fetch(
+            f"SELECT stream_id, version FROM streams WHERE stream_id IN ({_placeholders(1, len(ids))})", *ids
+        )
+        versions.update((str(r[0]), int(r[1])) for r in found)
+
+    new_records: list[RecordedEvent] = []
+    now = clock()
+    for item in batch:
+        if item.event_ids and all(eid in existing for eid in item.event_ids):
+            item.result = [existing[eid] for eid in item.event_ids]
+            continue
+        if any(eid in existing for eid in item.event_ids):
+            item.error = StoreError("some but not all event ids of this append are already stored")
+            continue
+        current = versions.get(item.stream_id, -1)
+        if _version_conflict(item.expected_version, current):
+            item.error = ConcurrencyError(item.stream_id, item.expected_version, current)
+            continue
+        recorded: list[RecordedEvent] = []
+        for event, eid in zip(item.events, item.event_ids):
+            position += 1
+            current += 1
+            data = encode_event(event)
+            digest = chain_hash(prev, position, record_bytes(item.stream_id, current, eid, now, data))
+            record = RecordedEvent(
+                position=position,
+                stream_id=item.stream_id,
+                stream_version=current,
+                event_id=eid,
+                event_type=event_type(event),
+                recorded_at=now,
+                data=data,
+                prev_hash=prev,
+                hash=digest,
+            )
+            prev = digest
+            recorded.append(record)
+            existing[eid] = record
+        versions[item.stream_id] = current
+        item.result = recorded
+        new_records.extend(recorded)
+
+    if not new_records:
+        return
+    await tx.executemany(
+        f"INSERT INTO events ({RECORD_COLUMNS}) VALUES ({_placeholders(1, 9)})",
+        [
+            (r.position, r.stream_id, r.stream_version, r.event_id, r.event_type, r.recorded_at, r.data, r.prev_hash, r.hash)
+            for r in new_records
+        ],
+    )
+    touched = {r.stream_id: r.stream_version for r in new_records}
+    await tx.executemany(
+        "INSERT INTO streams (stream_id, version) VALUES ($1, $2) "
+        "ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version",
+        list(touched.items()),
+    )
+    for projection in projections:
+        await projection.apply(tx, new_records)
+
+
+class GroupCommitter:
+    """Coalesces concurrent appends into batches written by one writer task."""
+
+    def __init__(
+        self,
+        flush: Callable[[list[PendingAppend]], Awaitable[None]],
+        *,
+        max_batch: int = 256,
+        max_wait: float = 0.0,
+        on_batch: Callable[[int, float], None] | None = None,
+    ) -> None:
+        self._flush = flush
+        self._max_batch = max_batch
+        self._max_wait = max_wait
+        self._on_batch = on_batch
+        self._queue: asyncio.Queue[PendingAppend] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start the writer task on the running loop."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="baton-group-commit")
+
+    async def stop(self) -> None:
+        """Finish what is queued, then stop the writer."""
+        if self._task is None:
+            return
+        await self._queue.join()
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
+        self._task = None
+
+    async def submit(self, item: PendingAppend) -> list[RecordedEvent]:
+        """Queue an append and wait until it is durable (or refused)."""
+        if self._task is None or self._task.done():
+            self.start()
+        self._queue.put_nowait(item)
+        return await item.future
+
+    async def _run(self) -> None:
+        while True:
+            first = await self._queue.get()
+            batch = [first]
+            if self._max_wait > 0:
+                deadline = asyncio.get_running_loop().time() + self._max_wait
+                while len(batch) < self._max_batch:
+                    timeout = deadline - asyncio.get_running_loop().time()
+                    if timeout <= 0:
+                        break
+                    try:
+                        batch.append(await asyncio.wait_for(self._queue.get(), timeout))
+                    except TimeoutError:
+                        break
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            started = time.perf_counter()
+            try:
+                await self._flush(batch)
+            except StoreError as exc:
+                for item in batch:
+                    item.result, item.error = None, exc
+            except Exception as exc:  # the database failed mid-transaction: nothing was committed
+                failure = StoreUnavailable(f"event store write failed: {type(exc).__name__}")
+                failure.__cause__ = exc
+                for item in batch:
+                    item.result, item.error = None, failure
+            if self._on_batch is not None:
+                self._on_batch(len(batch), time.perf_counter() - started)
+            for item in batch:
+                if not item.future.done():
+                    if item.error is not None:
+                        item.future.set_exception(item.error)
+                    else:
+                        item.future.set_result(item.result or [])
+                self._queue.task_done()

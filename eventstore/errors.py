@@ -1,0 +1,25 @@
+"""Errors a caller of the event store can act on (shaped like PEP 249's)."""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """Base of all event store errors."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached or the transaction failed; nothing was written. Retry later."""
+
+
+class ConcurrencyError(StoreError):
+    """The stream's version is not the expected one; re-read and retry."""
+
+    def __init__(self, stream_id: str, expected: int, actual: int) -> None:
+        super().__init__(f"stream {stream_id!r}: expected version {expected}, found {actual}")
+        self.stream_id = stream_id
+        self.expected = expected
+        self.actual = actual
+
+
+class IntegrityError(StoreError):
+    """The stored log is not what it claims to be (hash chain or checkpoint mismatch)."""

@@ -1,0 +1,211 @@
+"""The embedded event store: SQLite (WAL, ``synchronous=FULL``) through aiosqlite.
+
+One connection per process does all writes through the group committer;
+``BEGIN IMMEDIATE`` takes SQLite's write lock, so several processes on one
+file still get a gap-free, commit-ordered log. Statements are written with
+``$1``-style parameters (shared with PostgreSQL); SQLite reads ``$1`` as a
+named parameter, so arguments are passed as a mapping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from .batch import RECORD_COLUMNS, GroupCommitter, PendingAppend, row_to_record, write_batch
+from .errors import StoreUnavailable
+from .events import Event
+from .store import InlineProjection, RecordedEvent
+from .types import ANY, GENESIS_HASH
+
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS events (
+        position INTEGER PRIMARY KEY,
+        stream_id TEXT NOT NULL,
+        stream_version INTEGER NOT NULL,
+        event_id TEXT NOT NULL UNIQUE,
+        event_type TEXT NOT NULL,
+        recorded_at REAL NOT NULL,
+        data BLOB NOT NULL,
+        prev_hash BLOB NOT NULL,
+        hash BLOB NOT NULL,
+        UNIQUE (stream_id, stream_version)
+    )""",
+    "CREATE TABLE IF NOT EXISTS streams (stream_id TEXT PRIMARY KEY, version INTEGER NOT NULL)",
+    # the log is append-only: refuse UPDATE and DELETE at the database level
+    """CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
+       BEGIN SELECT RAISE(ABORT, 'events are append-only'); END""",
+    """CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
+       BEGIN SELECT RAISE(ABORT, 'events are append-only'); END""",
+]
+
+def _named(args: Sequence[Any]) -> dict[str, Any]:
+    return {str(i): value for i, value in enumerate(args, start=1)}
+
+
+class _SqliteTx:
+    """:class:`eventstore.store.Tx` over an aiosqlite connection inside a transaction."""
+
+    dialect = "sqlite"
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        await self._conn.execute(sql, _named(args))
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            await self._conn.executemany(sql, [_named(r) for r in rows])
+
+    async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        async with self._conn.execute(sql, _named(args)) as cursor:
+            return [tuple(r) for r in await cursor.fetchall()]
+
+
+def path_from_url(url: str) -> str:
+    """``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db`` or ``sqlite://:memory:``."""
+    if not url.startswith("sqlite://"):
+        raise ValueError(f"not a sqlite URL: {url!r}")
+    rest = url[len("sqlite://") :]
+    if rest in (":memory:", "/:memory:"):
+        return ":memory:"
+    return rest[1:] if rest.startswith("/") else rest
+
+
+class SqliteEventStore:
+    """The embedded :class:`eventstore.store.EventStore`."""
+
+    dialect = "sqlite"
+
+    def __init__(
+        self,
+        url_or_path: str,
+        projections: Sequence[InlineProjection] = (),
+        *,
+        max_batch: int = 256,
+        max_wait: float = 0.0,
+    ) -> None:
+        self._path = path_from_url(url_or_path) if url_or_path.startswith("sqlite:") else url_or_path
+        self._projections = list(projections)
+        self._conn: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._committer = GroupCommitter(self._flush, max_batch=max_batch, max_wait=max_wait)
+        self._lock = asyncio.Lock()
+        self.on_batch = None
+
+    @property
+    def committer(self) -> GroupCommitter:
+        """The group committer (metrics hook)."""
+        return self._committer
+
+    async def open(self) -> None:
+        if self._path != ":memory:":
+            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._conn = await aiosqlite.connect(self._path, isolation_level=None)
+            await self._conn.execute("PRAGMA journal_mode=WAL")
+            await self._conn.execute("PRAGMA synchronous=FULL")
+            await self._conn.execute("PRAGMA busy_timeout=5000")
+            await self._conn.execute("PRAGMA foreign_keys=ON")
+            async with self.transaction() as tx:
+                for ddl in SCHEMA:
+                    await tx.execute(ddl)
+                for projection in self._projections:
+                    for ddl in projection.schema(self.dialect):
+                        await tx.execute(ddl)
+            # reads use their own connection: they never see a batch that has not committed
+            self._reader = await aiosqlite.connect(self._path, isolation_level=None)
+            await self._reader.execute("PRAGMA busy_timeout=5000")
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreUnavailable(f"cannot open SQLite store {self._path}: {exc}") from exc
+        self._committer.start()
+
+    async def close(self) -> None:
+        await self._committer.stop()
+        for conn in (self._reader, self._conn):
+            if conn is not None:
+                await conn.close()
+        self._conn = self._reader = None
+
+    def _connection(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise StoreUnavailable("the SQLite store is not open")
+        return self._conn
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[_SqliteTx]:
+        """A write transaction (``BEGIN IMMEDIATE``), committed on success, rolled back on error."""
+        conn = self._connection()
+        async with self._lock:
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield _SqliteTx(conn)
+            except BaseException:
+                await conn.execute("ROLLBACK")
+                raise
+            else:
+                await conn.execute("COMMIT")
+
+    async def _flush(self, batch: list[PendingAppend]) -> None:
+        try:
+            async with self.transaction() as tx:
+                await write_batch(tx, batch, self._projections)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite write failed: {exc}") from exc
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[Event],
+        *,
+        expected_version: int = ANY,
+        event_ids: Sequence[str] | None = None,
+    ) -> list[RecordedEvent]:
+        ids = list(event_ids) if event_ids is not None else [uuid.uuid4().hex for _ in events]
+        if len(ids) != len(events):
+            raise ValueError("event_ids must match events one to one")
+        future: asyncio.Future[list[RecordedEvent]] = asyncio.get_running_loop().create_future()
+        pending = PendingAppend(stream_id, list(events), ids, expected_version, future)
+        return await self._committer.submit(pending)
+
+    async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        try:
+            if self._reader is None:
+                raise StoreUnavailable("the SQLite store is not open")
+            async with self._reader.execute(sql, _named(args)) as cursor:
+                return [tuple(r) for r in await cursor.fetchall()]
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite read failed: {exc}") from exc
+
+    async def read_all(self, from_position: int = 1, limit: int = 1000) -> list[RecordedEvent]:
+        rows = await self.fetch(
+            f"SELECT {RECORD_COLUMNS} FROM events WHERE position >= $1 ORDER BY position LIMIT $2",
+            from_position,
+            limit,
+        )
+        return [row_to_record(r) for r in rows]
+
+    async def read_stream(self, stream_id: str) -> list[RecordedEvent]:
+        rows = await self.fetch(
+            f"SELECT {RECORD_COLUMNS} FROM events WHERE stream_id = $1 ORDER BY stream_version", stream_id
+        )
+        return [row_to_record(r) for r in rows]
+
+    async def head(self) -> tuple[int, bytes]:
+        rows = await self.fetch("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")
+        return (int(rows[0][0]), bytes(rows[0][1])) if rows else (0, GENESIS_HASH)
+
+    async def ping(self) -> bool:
+        try:
+            await self.fetch("SELECT 1")
+            return True
+        except StoreUnavailable:
+            return False

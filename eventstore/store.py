@@ -1,0 +1,121 @@
+"""The event store contract every backend (SQLite, PostgreSQL) fulfils.
+
+Appends are durable before they return; positions are global, gap-free and
+strictly increasing in commit order; every record carries the hash chain.
+Inline projections run inside the append's transaction, so what they write
+commits (or not) together with the events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import msgspec
+
+from .events import Event, decode_event
+from .types import ANY
+
+
+class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """An event as stored: its place in the log and in its stream, and its chain link."""
+
+    position: int
+    stream_id: str
+    stream_version: int
+    event_id: str
+    event_type: str
+    recorded_at: float
+    data: bytes
+    prev_hash: bytes
+    hash: bytes
+
+    @property
+    def event(self) -> Event:
+        """The decoded event."""
+        return decode_event(self.data)
+
+
+class PendingEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """An event waiting to be appended: the stream, the event, its idempotency id."""
+
+    stream_id: str
+    event: Any
+    event_id: str
+    expected_version: int = ANY
+
+
+@runtime_checkable
+class Tx(Protocol):
+    """A transaction handle given to inline projections. SQL uses ``$1``-style parameters."""
+
+    dialect: str
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        """Run one statement."""
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one statement for each row of parameters."""
+
+    async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        """Run a query; rows as tuples."""
+
+
+class InlineProjection(Protocol):
+    """A read model updated in the same transaction as the append."""
+
+    name: str
+
+    def schema(self, dialect: str) -> list[str]:
+        """DDL statements (idempotent: ``CREATE … IF NOT EXISTS``) for ``dialect``."""
+
+    async def apply(self, tx: Tx, events: Sequence[RecordedEvent]) -> None:
+        """Update the read model from freshly appended events (deterministic, idempotent)."""
+
+    async def reset(self, tx: Tx) -> None:
+        """Delete everything this projection holds (before a rebuild)."""
+
+
+class EventStore(Protocol):
+    """The append-only log."""
+
+    dialect: str
+
+    async def open(self) -> None:
+        """Connect and create the schema if needed."""
+
+    async def close(self) -> None:
+        """Flush pending appends and disconnect."""
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[Event],
+        *,
+        expected_version: int = ANY,
+        event_ids: Sequence[str] | None = None,
+    ) -> list[RecordedEvent]:
+        """Append events to a stream durably; returns them as recorded.
+
+        Raises ``ConcurrencyError`` when the stream version does not match and
+        ``StoreUnavailable`` when nothing could be written. An event id that is
+        already stored is not stored again: the stored record is returned.
+        """
+
+    async def read_all(self, from_position: int = 1, limit: int = 1000) -> list[RecordedEvent]:
+        """Records with ``position >= from_position`` in order, at most ``limit``."""
+
+    async def read_stream(self, stream_id: str) -> list[RecordedEvent]:
+        """All records of one stream in version order."""
+
+    async def head(self) -> tuple[int, bytes]:
+        """The last position and its hash (0 and the genesis hash when empty)."""
+
+    async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        """A read-only query against projection tables (``$1``-style parameters)."""
+
+    async def transaction(self) -> Any:
+        """An async context manager yielding a :class:`Tx` (projection rebuilds)."""
+
+    async def ping(self) -> bool:
+        """True when the database answers."""
