@@ -1,0 +1,118 @@
+"""Baton's signing keys: a private JWK set on disk, one active key signing tokens.
+
+The file holds a JSON Web Key Set of private keys; each key carries ``kid``,
+``alg``, ``use: sig`` and Baton's lifecycle marker ``baton_state``
+(``next`` | ``active`` | ``retired``). It is written with mode 0600 and
+never logged. ``GET /jwks`` publishes the public halves of every key that is
+not removed, so resource servers can verify tokens signed by a retired key.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from joserfc import jws
+from joserfc.jwk import ECKey, KeySet, OKPKey, RSAKey, import_key
+
+Jwk = dict[str, Any]
+
+#: the algorithm a key is generated for, and the JWS alg name written in headers
+_ALGS: Mapping[str, str] = {"ES256": "ES256", "RS256": "RS256", "PS256": "PS256", "EdDSA": "Ed25519", "Ed25519": "Ed25519"}
+_json = msgspec.json.Encoder(order="deterministic")
+
+
+class KeyError_(Exception):
+    """The key file is missing, unreadable or holds no usable active key."""
+
+
+def jws_alg(algorithm: str) -> str:
+    """The JWS ``alg`` used for a configured algorithm (``EdDSA`` is written as ``Ed25519``, RFC 9864)."""
+    return _ALGS[algorithm]
+
+
+def generate_key(algorithm: str, state: str = "active") -> Jwk:
+    """A new private JWK for ``algorithm`` with a thumbprint ``kid``."""
+    alg = jws_alg(algorithm)
+    if alg == "ES256":
+        key: Any = ECKey.generate_key("P-256", private=True)
+    elif alg in ("RS256", "PS256"):
+        key = RSAKey.generate_key(2048, private=True)
+    else:
+        key = OKPKey.generate_key("Ed25519", private=True)
+    jwk = dict(key.as_dict(private=True))
+    jwk["kid"] = key.thumbprint()
+    jwk.update({"alg": alg, "use": "sig", "baton_state": state, "baton_created": int(time.time())})
+    return jwk
+
+
+def public_jwk(jwk: Jwk) -> Jwk:
+    """The public half of a private JWK (with ``kid``, ``alg``, ``use``)."""
+    key = import_key({k: v for k, v in jwk.items() if not k.startswith("baton_")})
+    public = dict(key.as_dict(private=False))
+    public.update({"kid": jwk["kid"], "alg": jwk["alg"], "use": "sig"})
+    return public
+
+
+def write_key_file(path: str | Path, keys: list[Jwk]) -> None:
+    """Write a private JWK set atomically with mode 0600."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(msgspec.json.format(_json.encode({"keys": keys}), indent=2))
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def read_key_file(path: str | Path) -> list[Jwk]:
+    """Read a private JWK set written by :func:`write_key_file`."""
+    try:
+        raw = msgspec.json.decode(Path(path).read_bytes())
+    except (OSError, msgspec.DecodeError) as exc:
+        raise KeyError_(f"cannot read signing keys from {path}: {exc}") from exc
+    keys = raw.get("keys") if isinstance(raw, dict) else None
+    if not isinstance(keys, list) or not keys:
+        raise KeyError_(f"{path}: not a JWK set with at least one key")
+    return keys
+
+
+class KeyRing:
+    """The loaded signing keys: signs with the active one, publishes the public set."""
+
+    def __init__(self, keys: list[Jwk]) -> None:
+        active = [k for k in keys if k.get("baton_state", "active") == "active"]
+        if not active:
+            raise KeyError_("no active signing key")
+        self._private = keys
+        self._active = active[-1]
+        self.kid: str = self._active["kid"]
+        self.alg: str = self._active["alg"]
+        self._signer = import_key({k: v for k, v in self._active.items() if not k.startswith("baton_")})
+        self._header = {"alg": self.alg, "typ": "at+jwt", "kid": self.kid}
+        published = [public_jwk(k) for k in keys if k.get("baton_state", "active") != "removed"]
+        self.public_jwks: dict[str, Any] = {"keys": published}
+        self._verify_set = KeySet.import_key_set(self.public_jwks)
+        self.algorithms = sorted({k["alg"] for k in published})
+
+    @classmethod
+    def load_or_create(cls, path: str | Path, algorithm: str) -> KeyRing:
+        """Load the key file, creating it with one active key of ``algorithm`` if missing."""
+        path = Path(path)
+        if not path.exists():
+            write_key_file(path, [generate_key(algorithm)])
+        return cls(read_key_file(path))
+
+    def sign(self, claims: Mapping[str, Any], typ: str = "at+jwt") -> str:
+        """Sign ``claims`` as a compact JWS with the active key."""
+        header = self._header if typ == "at+jwt" else {**self._header, "typ": typ}
+        return jws.serialize_compact(header, _json.encode(claims), self._signer, algorithms=[self.alg])
+
+    def verification_keys(self) -> KeySet:
+        """Public keys for verifying Baton's own tokens and checkpoints."""
+        return self._verify_set

@@ -1,0 +1,56 @@
+"""The ``baton`` command line. Each ``ops/cmd_*.py`` module registers its own subcommands.
+
+A command module exposes ``register(subparsers)``; it adds parsers whose
+``func`` default is a callable taking the parsed ``argparse.Namespace`` and
+returning an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+#: command modules, in the order their commands appear in ``baton --help``
+COMMAND_MODULES = (
+    "ops.cmd_server",  # serve, demo, init
+    "ops.cmd_keys",  # keys …, hash-secret
+    "ops.cmd_store",  # migrate, verify, export-checkpoints, export
+    "ops.cmd_revoke",  # revoke
+    "ops.cmd_projections",  # replay, projections status, audit …
+    "ops.cmd_bench",  # bench
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every available subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="baton",
+        description="Baton: an OAuth 2.0 Token Exchange (RFC 8693) Security Token Service.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # that command group is not built yet
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``baton`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    return int(func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
