@@ -38,7 +38,7 @@ async def pg_dsn():
     finally:
         await conn.close()
     sep = "&" if "?" in PG_URL else "?"
-    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    yield f"{PG_URL}{sep}search_path={schema}"
     conn = await asyncpg.connect(PG_URL, timeout=5)
     try:
         await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
