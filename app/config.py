@@ -70,6 +70,7 @@ class CacheConfig(_Section):
     fetch_max_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 262_144
     allow_loopback_http: bool = True
     rate_limit_policy: Literal["fail_open_local", "fail_closed"] = "fail_open_local"
+    redis_timeout: Annotated[float, msgspec.Meta(gt=0, le=5)] = 0.5
 
 
 class SigningConfig(_Section):
@@ -182,10 +183,16 @@ class Config(_Section):
     trusted_issuers: list[TrustedIssuer] = msgspec.field(default_factory=list)
     clients: list[ClientConfig] = msgspec.field(default_factory=list)
     audiences: list[AudienceConfig] = msgspec.field(default_factory=list)
+    federation: list[FederatedIdentity] = msgspec.field(default_factory=list)
     admin: AdminConfig = msgspec.field(default_factory=AdminConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
     demo: bool = False
 
+
+#: claims Baton sets itself; claim mapping may never write them
+RESERVED_CLAIMS = frozenset(
+    {"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "client_id", "scope", "act", "may_act", "cnf", "typ", "auth_time", "acr", "amr"}
+)
 
 ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "BATON_ISSUER": ("issuer",),
@@ -231,6 +238,12 @@ def _check(config: Config) -> Config:
         unknown = [a for a in client.audiences if a not in names]
         if unknown:
             raise ConfigError(f"clients[{i}].audiences: not configured under [[audiences]]: {unknown}")
+    for i, audience in enumerate(config.audiences):
+        mapping = audience.claims
+        targets = set(mapping.copy) | set(mapping.rename.values()) | set(mapping.set)
+        reserved = sorted(targets & RESERVED_CLAIMS)
+        if reserved:
+            raise ConfigError(f"audiences[{i}].claims: may not write reserved claims {reserved}")
     if config.cache.jwks_min_ttl > config.cache.jwks_max_ttl:
         raise ConfigError("cache.jwks_min_ttl: larger than cache.jwks_max_ttl")
     return config

@@ -1,0 +1,322 @@
+"""The lineage projection: every issued token's place in its exchange chain.
+
+Updated inline, in the transaction that appends ``TokenExchanged``, so a check
+made right after a response already sees the new token. Per token: parent,
+root, depth, the subject as issued and the origin subject (the external
+identity at the root of the chain), client, audience, expiry and revocation
+(when, by whom, why, directly or through an ancestor).
+
+Revocation is materialized: revoking a token marks it and every descendant in
+one recursive statement, so introspection and exchange need one indexed
+lookup per token. A token appended after its ancestor (or its subject or
+client) was revoked is born revoked, which closes the race between a
+revocation and a concurrent exchange. Handlers are deterministic and depend
+only on event order, never on batch boundaries, so a rebuild from position 0
+produces exactly the live rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from eventstore.events import ClientRevoked, SubjectRevoked, TokenExchanged, TokenRevoked
+from eventstore.store import EventStore, RecordedEvent, Tx
+
+LINEAGE_COLUMNS = (
+    "jti, parent_jti, root_jti, depth, subject_iss, subject_sub, origin_iss, origin_sub, client_id, "
+    "audience, scope, act, issued_at, expires_at, position, "
+    "revoked_at, revoked_by, revoked_reason, revoked_direct, revoked_position"
+)
+
+_DDL = [
+    """CREATE TABLE IF NOT EXISTS lineage (
+        jti TEXT PRIMARY KEY,
+        parent_jti TEXT,
+        root_jti TEXT NOT NULL,
+        depth INTEGER NOT NULL,
+        subject_iss TEXT NOT NULL,
+        subject_sub TEXT NOT NULL,
+        origin_iss TEXT NOT NULL,
+        origin_sub TEXT NOT NULL,
+        client_id TEXT NOT NULL,
+        audience TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        act TEXT,
+        issued_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        position BIGINT NOT NULL,
+        revoked_at DOUBLE PRECISION,
+        revoked_by TEXT,
+        revoked_reason TEXT,
+        revoked_direct INTEGER,
+        revoked_position BIGINT
+    )""",
+    "CREATE INDEX IF NOT EXISTS lineage_parent ON lineage (parent_jti)",
+    "CREATE INDEX IF NOT EXISTS lineage_origin ON lineage (origin_iss, origin_sub, issued_at)",
+    "CREATE INDEX IF NOT EXISTS lineage_client ON lineage (client_id, issued_at)",
+    "CREATE INDEX IF NOT EXISTS lineage_revoked_position ON lineage (revoked_position)",
+    """CREATE TABLE IF NOT EXISTS revoked_subjects (
+        iss TEXT NOT NULL, sub TEXT NOT NULL, before DOUBLE PRECISION NOT NULL,
+        revoked_by TEXT NOT NULL, reason TEXT NOT NULL, position BIGINT NOT NULL,
+        PRIMARY KEY (iss, sub)
+    )""",
+    """CREATE TABLE IF NOT EXISTS revoked_clients (
+        client_id TEXT PRIMARY KEY, before DOUBLE PRECISION NOT NULL,
+        revoked_by TEXT NOT NULL, reason TEXT NOT NULL, position BIGINT NOT NULL
+    )""",
+]
+
+_CASCADE = """
+WITH RECURSIVE doomed(jti) AS (
+    SELECT jti FROM lineage WHERE revoked_position = $1
+    UNION
+    SELECT l.jti FROM lineage l JOIN doomed d ON l.parent_jti = d.jti
+)
+UPDATE lineage
+SET revoked_at = $2, revoked_by = $3, revoked_reason = $4, revoked_direct = 0, revoked_position = $1
+WHERE jti IN (SELECT jti FROM doomed) AND revoked_at IS NULL
+"""
+
+_KEEP_LATEST = "CASE WHEN excluded.before > {t}.before THEN excluded.{c} ELSE {t}.{c} END"
+
+
+class LineageRow(msgspec.Struct, frozen=True, kw_only=True):
+    """One issued token as the lineage projection knows it."""
+
+    jti: str
+    parent_jti: str | None
+    root_jti: str
+    depth: int
+    subject_iss: str
+    subject_sub: str
+    origin_iss: str
+    origin_sub: str
+    client_id: str
+    audience: list[str]
+    scope: list[str]
+    act: dict[str, Any] | None
+    issued_at: int
+    expires_at: int
+    position: int
+    revoked_at: float | None
+    revoked_by: str | None
+    revoked_reason: str | None
+    revoked_direct: bool | None
+    revoked_position: int | None
+
+    @property
+    def revoked(self) -> bool:
+        """True when the token was revoked, directly or through an ancestor, subject or client."""
+        return self.revoked_at is not None
+
+
+def row_from_tuple(row: Sequence[Any]) -> LineageRow:
+    """Decode a row selected with :data:`LINEAGE_COLUMNS`."""
+    return LineageRow(
+        jti=row[0],
+        parent_jti=row[1],
+        root_jti=row[2],
+        depth=int(row[3]),
+        subject_iss=row[4],
+        subject_sub=row[5],
+        origin_iss=row[6],
+        origin_sub=row[7],
+        client_id=row[8],
+        audience=json.loads(row[9]),
+        scope=json.loads(row[10]),
+        act=json.loads(row[11]) if row[11] else None,
+        issued_at=int(row[12]),
+        expires_at=int(row[13]),
+        position=int(row[14]),
+        revoked_at=None if row[15] is None else float(row[15]),
+        revoked_by=row[16],
+        revoked_reason=row[17],
+        revoked_direct=None if row[18] is None else bool(row[18]),
+        revoked_position=None if row[19] is None else int(row[19]),
+    )
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _in(start: int, count: int) -> str:
+    return ", ".join(f"${i}" for i in range(start, start + count))
+
+
+class LineageProjection:
+    """The inline lineage projection (an :class:`eventstore.store.InlineProjection`)."""
+
+    name = "lineage"
+    tables = ("lineage", "revoked_subjects", "revoked_clients")
+
+    def schema(self, dialect: str) -> list[str]:
+        return list(_DDL)
+
+    async def reset(self, tx: Tx) -> None:
+        for table in self.tables:
+            await tx.execute(f"DELETE FROM {table}")
+
+    async def apply(self, tx: Tx, events: Sequence[RecordedEvent]) -> None:
+        run: list[tuple[RecordedEvent, TokenExchanged]] = []
+        for record in events:
+            if record.event_type not in _HANDLED:
+                continue
+            event = record.event
+            if isinstance(event, TokenExchanged):
+                run.append((record, event))
+                continue
+            if run:
+                await self._exchanged(tx, run)
+                run = []
+            if isinstance(event, TokenRevoked):
+                await self._token_revoked(tx, record.position, event)
+            elif isinstance(event, SubjectRevoked):
+                await self._subject_revoked(tx, record.position, event)
+            elif isinstance(event, ClientRevoked):
+                await self._client_revoked(tx, record.position, event)
+        if run:
+            await self._exchanged(tx, run)
+
+    async def _exchanged(self, tx: Tx, run: list[tuple[RecordedEvent, TokenExchanged]]) -> None:
+        parents: dict[str, tuple[str, str, float | None, str | None, str | None, int | None]] = {}
+        wanted = sorted({e.parent_jti for _, e in run if e.parent_jti})
+        if wanted:
+            rows = await tx.fetch(
+                "SELECT jti, origin_iss, origin_sub, revoked_at, revoked_by, revoked_reason, revoked_position "
+                f"FROM lineage WHERE jti IN ({_in(1, len(wanted))})",
+                *wanted,
+            )
+            parents = {r[0]: tuple(r[1:]) for r in rows}  # type: ignore[misc]
+        subs = sorted({e.subject_sub for _, e in run})
+        revoked_subjects = {
+            (r[0], r[1]): (float(r[2]), r[3], r[4], int(r[5]))
+            for r in await tx.fetch(
+                f"SELECT iss, sub, before, revoked_by, reason, position FROM revoked_subjects WHERE sub IN ({_in(1, len(subs))})",
+                *subs,
+            )
+        }
+        clients = sorted({e.client_id for _, e in run})
+        revoked_clients = {
+            r[0]: (float(r[1]), r[2], r[3], int(r[4]))
+            for r in await tx.fetch(
+                f"SELECT client_id, before, revoked_by, reason, position FROM revoked_clients WHERE client_id IN ({_in(1, len(clients))})",
+                *clients,
+            )
+        }
+        rows: list[tuple[Any, ...]] = []
+        for record, e in run:
+            parent = parents.get(e.parent_jti) if e.parent_jti else None
+            origin_iss, origin_sub = (parent[0], parent[1]) if parent else (e.subject_iss, e.subject_sub)
+            revocation: tuple[Any, ...] = (None, None, None, None, None)
+            if parent and parent[2] is not None:
+                revocation = (parent[2], parent[3], parent[4], 0, parent[5])
+            else:
+                subject_cut = revoked_subjects.get((origin_iss, origin_sub))
+                client_cut = revoked_clients.get(e.client_id)
+                for cut in (subject_cut, client_cut):
+                    if cut is not None and e.issued_at < cut[0]:
+                        revocation = (record.recorded_at, cut[1], cut[2], 1, cut[3])
+                        break
+            rows.append(
+                (
+                    e.issued_jti, e.parent_jti, e.root_jti, e.depth, e.subject_iss, e.subject_sub,
+                    origin_iss, origin_sub, e.client_id, _dumps(e.audience), _dumps(e.scope),
+                    _dumps(e.act) if e.act else None, e.issued_at, e.expires_at, record.position,
+                    *revocation,
+                )
+            )
+            parents[e.issued_jti] = (origin_iss, origin_sub, revocation[0], revocation[1], revocation[2], revocation[4])
+        await tx.executemany(
+            f"INSERT INTO lineage ({LINEAGE_COLUMNS}) VALUES ({_in(1, 20)}) ON CONFLICT (jti) DO NOTHING", rows
+        )
+
+    async def _cascade(self, tx: Tx, position: int, at: float, by: str, reason: str) -> None:
+        await tx.execute(_CASCADE, position, at, by, reason)
+
+    async def _token_revoked(self, tx: Tx, position: int, e: TokenRevoked) -> None:
+        await tx.execute(
+            "UPDATE lineage SET revoked_at = $2, revoked_by = $3, revoked_reason = $4, revoked_direct = 1, "
+            "revoked_position = $5 WHERE jti = $1 AND revoked_at IS NULL",
+            e.jti, e.at, e.by, e.reason, position,
+        )
+        if e.cascade:
+            await self._cascade(tx, position, e.at, e.by, e.reason)
+
+    async def _subject_revoked(self, tx: Tx, position: int, e: SubjectRevoked) -> None:
+        latest = {c: _KEEP_LATEST.format(t="revoked_subjects", c=c) for c in ("revoked_by", "reason", "position")}
+        await tx.execute(
+            "INSERT INTO revoked_subjects (iss, sub, before, revoked_by, reason, position) VALUES ($1, $2, $3, $4, $5, $6) "
+            "ON CONFLICT (iss, sub) DO UPDATE SET "
+            f"revoked_by = {latest['revoked_by']}, reason = {latest['reason']}, position = {latest['position']}, "
+            "before = CASE WHEN excluded.before > revoked_subjects.before THEN excluded.before ELSE revoked_subjects.before END",
+            e.iss, e.sub, e.before, e.by, e.reason, position,
+        )
+        await tx.execute(
+            "UPDATE lineage SET revoked_at = $4, revoked_by = $5, revoked_reason = $6, revoked_direct = 1, "
+            "revoked_position = $7 WHERE origin_iss = $1 AND origin_sub = $2 AND issued_at < $3 AND revoked_at IS NULL",
+            e.iss, e.sub, e.before, e.at, e.by, e.reason, position,
+        )
+        await self._cascade(tx, position, e.at, e.by, e.reason)
+
+    async def _client_revoked(self, tx: Tx, position: int, e: ClientRevoked) -> None:
+        latest = {c: _KEEP_LATEST.format(t="revoked_clients", c=c) for c in ("revoked_by", "reason", "position")}
+        await tx.execute(
+            "INSERT INTO revoked_clients (client_id, before, revoked_by, reason, position) VALUES ($1, $2, $3, $4, $5) "
+            "ON CONFLICT (client_id) DO UPDATE SET "
+            f"revoked_by = {latest['revoked_by']}, reason = {latest['reason']}, position = {latest['position']}, "
+            "before = CASE WHEN excluded.before > revoked_clients.before THEN excluded.before ELSE revoked_clients.before END",
+            e.client_id, e.before, e.by, e.reason, position,
+        )
+        await tx.execute(
+            "UPDATE lineage SET revoked_at = $3, revoked_by = $4, revoked_reason = $5, revoked_direct = 1, "
+            "revoked_position = $6 WHERE client_id = $1 AND issued_at < $2 AND revoked_at IS NULL",
+            e.client_id, e.before, e.at, e.by, e.reason, position,
+        )
+        await self._cascade(tx, position, e.at, e.by, e.reason)
+
+
+_HANDLED = frozenset({"TokenExchanged", "TokenRevoked", "SubjectRevoked", "ClientRevoked"})
+
+
+class LineageReader:
+    """Read side of the lineage projection: one indexed lookup per question."""
+
+    def __init__(self, store: EventStore) -> None:
+        self._store = store
+
+    async def get(self, jti: str) -> LineageRow | None:
+        """The lineage of an issued token, or None when Baton never issued it."""
+        rows = await self._store.fetch(f"SELECT {LINEAGE_COLUMNS} FROM lineage WHERE jti = $1", jti)
+        return row_from_tuple(rows[0]) if rows else None
+
+    async def subject_revoked_before(self, iss: str, sub: str) -> float | None:
+        """The instant before which every token of subject (iss, sub) is revoked, if any."""
+        rows = await self._store.fetch("SELECT before FROM revoked_subjects WHERE iss = $1 AND sub = $2", iss, sub)
+        return float(rows[0][0]) if rows else None
+
+    async def client_revoked_before(self, client_id: str) -> float | None:
+        """The instant before which every token issued to ``client_id`` is revoked, if any."""
+        rows = await self._store.fetch("SELECT before FROM revoked_clients WHERE client_id = $1", client_id)
+        return float(rows[0][0]) if rows else None
+
+    async def rows(self) -> list[LineageRow]:
+        """Every row in jti order (rebuild comparisons, small installations)."""
+        rows = await self._store.fetch(f"SELECT {LINEAGE_COLUMNS} FROM lineage ORDER BY jti")
+        return [row_from_tuple(r) for r in rows]
+
+    async def is_descendant_or_self(self, jti: str, ancestor_jtis: set[str], max_depth: int = 64) -> bool:
+        """True when ``jti`` or one of its ancestors is in ``ancestor_jtis`` (walks parents, O(depth))."""
+        current: str | None = jti
+        for _ in range(max_depth + 1):
+            if current is None:
+                return False
+            if current in ancestor_jtis:
+                return True
+            rows = await self._store.fetch("SELECT parent_jti FROM lineage WHERE jti = $1", current)
+            current = rows[0][0] if rows else None
+        return False
