@@ -1,0 +1,226 @@
+"""The Redis cache backend (``redis://`` / ``rediss://``): one cache for several instances.
+
+:class:`RedisCache` implements :class:`app.cache.Cache` over one redis-py
+asyncio connection pool. Every call is bounded by ``timeout``; when Redis
+fails or is too slow, the call is answered by an in-process
+:class:`~app.cache.MemoryCache` instead, the cache reports itself
+``degraded``, and Redis is not tried again for ``backoff`` seconds (then one
+call probes it). The policy is spelled out in docs/redis.md.
+
+Key layout under the configured prefix: ``{prefix}kv:{key}`` for values and
+``add`` markers, ``{prefix}rl:{key}`` for rate-limit buckets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Literal, TypeVar
+
+import structlog
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError, RedisError
+
+from app.cache import MemoryCache
+
+__all__ = ["FAIL_CLOSED_WAIT", "GCRA_LUA", "RedisCache"]
+
+T = TypeVar("T")
+RateLimitPolicy = Literal["fail_open_local", "fail_closed"]
+
+#: seconds to wait that a refused request is told when Redis is down under ``fail_closed``
+FAIL_CLOSED_WAIT = 1.0
+
+#: GCRA on the Redis server's clock, in integer microseconds (exact in Lua's doubles).
+#: Same semantics as :func:`app.cache.gcra`: ``burst`` at once, then one per interval.
+GCRA_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+local wait = tat - tolerance - now
+if wait > 0 then
+  return math.max(wait, 1000)
+end
+tat = tat + interval
+redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000))
+return 0
+"""
+_GCRA_SHA = hashlib.sha1(GCRA_LUA.encode()).hexdigest()
+
+# Everything a broken, restarting, overloaded or unreachable Redis can raise.
+_FAILURES = (RedisError, OSError, TimeoutError)
+
+_log = structlog.get_logger(__name__)
+
+
+class _Unavailable(Exception):
+    """Redis could not answer this call; the caller uses the in-process fallback."""
+
+
+def _ms(ttl: float) -> int:
+    """A TTL in whole milliseconds, at least 1 (Redis refuses PX 0)."""
+    return max(1, math.ceil(ttl * 1000))
+
+
+class RedisCache:
+    """The shared cache: values, NX markers and GCRA buckets in Redis, with a local fallback.
+
+    Attributes for metrics: ``calls`` (Redis round trips attempted), ``errors``
+    (round trips that failed or timed out), ``fallbacks`` (calls answered
+    in-process), ``last_error`` (the latest failure, for logs and /readyz).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "baton:",
+        timeout: float = 0.5,
+        backoff: float = 1.0,
+        max_connections: int = 64,
+        rate_limit_policy: RateLimitPolicy = "fail_open_local",
+        local: MemoryCache | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._prefix = prefix
+        self._timeout = timeout
+        self._backoff = backoff
+        self._policy = rate_limit_policy
+        self._local = local if local is not None else MemoryCache()
+        self._clock = clock
+        # One retry without delay: a pooled connection that died with a Redis
+        # restart is replaced at once instead of failing the call.
+        self._pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=timeout,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 1),
+        )
+        self._redis = Redis(connection_pool=self._pool)
+        self._down_until = 0.0
+        self._degraded = False
+        self.last_error: str | None = None
+        self.calls = 0
+        self.errors = 0
+        self.fallbacks = 0
+
+    @property
+    def degraded(self) -> bool:
+        """True from a failed Redis call until the next successful one."""
+        return self._degraded
+
+    async def get(self, key: str) -> bytes | None:
+        """The value under ``key``; while Redis is down, the in-process value (or a miss)."""
+        try:
+            return await self._run(lambda: self._redis.get(self._kv(key)))
+        except _Unavailable:
+            return await self._local.get(key)
+
+    async def set(self, key: str, value: bytes, ttl: float) -> None:
+        """Store ``value`` for ``ttl`` seconds; while Redis is down, in-process only."""
+        try:
+            await self._run(lambda: self._redis.set(self._kv(key), value, px=_ms(ttl)))
+        except _Unavailable:
+            await self._local.set(key, value, ttl)
+
+    async def add(self, key: str, ttl: float) -> bool:
+        """SET NX with ``ttl``: True for the one caller (across instances) that created ``key``.
+
+        While Redis is down the marker is per-instance; a marker taken locally
+        keeps refusing on this instance after Redis returns, until its TTL ends.
+        """
+        if await self._local.get(key) is not None:
+            return False
+        try:
+            created = await self._run(
+                lambda: self._redis.set(self._kv(key), b"1", px=_ms(ttl), nx=True)
+            )
+        except _Unavailable:
+            return await self._local.add(key, ttl)
+        return bool(created)
+
+    async def rate_limit(self, key: str, rate: float, burst: int) -> float:
+        """One GCRA step in one round trip; 0.0 if allowed, else seconds to wait.
+
+        While Redis is down: a per-instance limiter (``fail_open_local``) or a
+        refusal of :data:`FAIL_CLOSED_WAIT` seconds (``fail_closed``).
+        """
+        if rate <= 0:
+            return 0.0
+        interval = max(1, round(1_000_000 / rate))
+        tolerance = interval * max(burst - 1, 0)
+        try:
+            wait_us = await self._run(lambda: self._gcra(self._rl(key), interval, tolerance))
+        except _Unavailable:
+            if self._policy == "fail_closed":
+                return FAIL_CLOSED_WAIT
+            return await self._local.rate_limit(key, rate, burst)
+        return int(wait_us) / 1_000_000
+
+    async def ping(self) -> bool:
+        """PING Redis now (ignoring the backoff); a success ends the degraded state."""
+        try:
+            return bool(await self._run(self._redis.ping, probe=True))
+        except _Unavailable:
+            return False
+
+    async def close(self) -> None:
+        """Close every pooled connection and drop the in-process values."""
+        await self._redis.aclose()
+        await self._pool.disconnect()
+        await self._local.close()
+
+    def _kv(self, key: str) -> str:
+        return f"{self._prefix}kv:{key}"
+
+    def _rl(self, key: str) -> str:
+        return f"{self._prefix}rl:{key}"
+
+    async def _gcra(self, key: str, interval: int, tolerance: int) -> int:
+        try:
+            return await self._redis.evalsha(_GCRA_SHA, 1, key, interval, tolerance)
+        except NoScriptError:
+            # EVAL also caches the script, so the next EVALSHA finds it.
+            self.calls += 1
+            return await self._redis.eval(GCRA_LUA, 1, key, interval, tolerance)
+
+    async def _run(self, command: Callable[[], Awaitable[T]], *, probe: bool = False) -> T:
+        """Run one Redis command within the timeout, or raise :class:`_Unavailable`."""
+        now = self._clock()
+        if not probe and now < self._down_until:
+            self.fallbacks += 1
+            raise _Unavailable
+        if self._degraded:
+            # This call probes; concurrent calls keep using the fallback meanwhile.
+            self._down_until = now + self._backoff
+        self.calls += 1
+        try:
+            async with asyncio.timeout(self._timeout):
+                result = await command()
+        except _FAILURES as exc:
+            self._failed(exc)
+            raise _Unavailable from exc
+        if self._degraded:
+            self._degraded = False
+            self._down_until = 0.0
+            _log.warning("cache.redis_recovered", errors=self.errors)
+        return result
+
+    def _failed(self, exc: BaseException) -> None:
+        self.errors += 1
+        self.fallbacks += 1
+        self._down_until = self._clock() + self._backoff
+        self.last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if not self._degraded:
+            self._degraded = True
+            _log.warning("cache.redis_degraded", error=self.last_error, backoff=self._backoff)
