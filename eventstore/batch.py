@@ -168,7 +168,7 @@ class GroupCommitter:
         self._flush = flush
         self._max_batch = max_batch
         self._max_wait = max_wait
-        self._on_batch = on_batch
+        self.on_batch = on_batch
         self._queue: asyncio.Queue[PendingAppend] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
@@ -223,8 +223,8 @@ class GroupCommitter:
                 failure.__cause__ = exc
                 for item in batch:
                     item.result, item.error = None, failure
-            if self._on_batch is not None:
-                self._on_batch(len(batch), time.perf_counter() - started)
+            if self.on_batch is not None:
+                self.on_batch(len(batch), time.perf_counter() - started)
             for item in batch:
                 if not item.future.done():
                     if item.error is not None:

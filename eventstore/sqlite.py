@@ -99,7 +99,6 @@ class SqliteEventStore:
         self._reader: aiosqlite.Connection | None = None
         self._committer = GroupCommitter(self._flush, max_batch=max_batch, max_wait=max_wait)
         self._lock = asyncio.Lock()
-        self.on_batch = None
 
     @property
     def committer(self) -> GroupCommitter:

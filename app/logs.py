@@ -1,0 +1,58 @@
+"""structlog set-up: JSON lines in production, a console renderer in a terminal.
+
+Configured once per process. A redaction processor drops any field whose
+name suggests token material or secrets, and masks strings that look like
+a JWT, so no token, assertion or secret ever reaches a log line.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from typing import Any
+
+import structlog
+
+SENSITIVE_KEYS = frozenset(
+    {
+        "access_token", "subject_token", "actor_token", "token", "client_secret", "client_assertion",
+        "secret", "password", "authorization", "assertion", "private_key", "d",
+    }
+)
+_JWT_LIKE = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+_configured = False
+
+
+def redact(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """structlog processor: remove secrets and JWT-shaped strings from a log event."""
+    for key in list(event_dict):
+        if key.lower() in SENSITIVE_KEYS:
+            event_dict[key] = "[redacted]"
+            continue
+        value = event_dict[key]
+        if isinstance(value, str) and "eyJ" in value:
+            event_dict[key] = _JWT_LIKE.sub("[redacted-jwt]", value)
+    return event_dict
+
+
+def configure_logging(level: str = "info", fmt: str = "auto") -> None:
+    """Configure structlog once (idempotent): level and ``json`` / ``console`` / ``auto`` format."""
+    global _configured
+    if _configured:
+        return
+    use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
+    renderer: Any = structlog.dev.ConsoleRenderer() if use_console else structlog.processors.JSONRenderer()
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    _configured = True

@@ -1,0 +1,118 @@
+"""Everything one Baton process holds while it runs, built once at start-up.
+
+Parsed keys, compiled policy, encoders, the HTTP client for issuer fetches,
+the cache, the event store with its inline lineage projection: created in
+:meth:`Runtime.start`, released in :meth:`Runtime.stop`. Request handlers
+only read from it.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import httpx
+import structlog
+
+from eventstore import ClientAuthFailed, ExchangeDenied, StoreUnavailable, open_store
+from eventstore.store import EventStore
+from projections.lineage import LineageProjection, LineageReader
+
+from .cache import Cache
+from .cache_factory import open_cache
+from .client_auth import ClientAuthenticator
+from .config import Config
+from .errors import OAuthError
+from .exchange import DenialContext, TokenExchanger
+from .issuers import IssuerRegistry
+from .keys import KeyRing
+from .logs import configure_logging
+from .metrics import observe_batch
+from .policy import Policy
+
+log = structlog.get_logger("baton")
+
+
+class Runtime:
+    """The live objects of one Baton instance."""
+
+    config: Config
+    keyring: KeyRing
+    cache: Cache
+    store: EventStore
+    http: httpx.AsyncClient
+    issuers: IssuerRegistry
+    authenticator: ClientAuthenticator
+    policy: Policy
+    lineage: LineageReader
+    exchanger: TokenExchanger
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.token_endpoint = config.issuer.rstrip("/") + "/token"
+        self.draining = False
+        self.started_at = time.time()
+
+    async def start(self) -> None:
+        """Load keys, open the cache and the store, build the exchange pipeline."""
+        config = self.config
+        configure_logging(config.logging.level, config.logging.format)
+        self.keyring = KeyRing.load_or_create(config.signing.keys, config.signing.algorithm)
+        self.cache = open_cache(config.cache)
+        self.store = open_store(
+            config.store.url,
+            [LineageProjection()],
+            max_batch=config.store.batch_max,
+            max_wait=config.store.batch_wait_ms / 1000.0,
+        )
+        await self.store.open()
+        committer = getattr(self.store, "committer", None)
+        if committer is not None:
+            committer.on_batch = observe_batch
+        self.http = httpx.AsyncClient(
+            timeout=config.cache.fetch_timeout, follow_redirects=False, trust_env=False
+        )
+        self.issuers = IssuerRegistry(config, self.cache, self.http, local_keys=lambda: self.keyring.verification_keys())
+        self.authenticator = ClientAuthenticator(config, self.cache, self.http)
+        self.policy = Policy(config)
+        self.lineage = LineageReader(self.store)
+        self.exchanger = TokenExchanger(
+            config, self.policy, lambda: self.keyring, self.issuers, self.lineage, self.store, self.cache
+        )
+        if config.demo:
+            log.warning("demo_mode", message="DEMO MODE: built-in identity provider enabled; never use in production")
+        log.info("baton_started", issuer=config.issuer, store=config.store.url.split(":", 1)[0], kid=self.keyring.kid)
+
+    async def stop(self) -> None:
+        """Finish queued appends and close connections."""
+        self.draining = True
+        for closer in (self.store.close, self.issuers.aclose, self.http.aclose, self.cache.close):
+            try:
+                await closer()
+            except Exception as exc:  # shutting down: report, keep closing the rest
+                log.warning("shutdown_error", component=getattr(closer, "__qualname__", "?"), error=type(exc).__name__)
+
+    async def record_denial(
+        self, error: OAuthError, request_id: str, endpoint: str, source: str | None, ctx: DenialContext
+    ) -> None:
+        """Append ``ExchangeDenied`` (or ``ClientAuthFailed``) for a refusal; never masks the refusal."""
+        now = time.time()
+        event: Any
+        if error.error == "invalid_client":
+            event = ClientAuthFailed(
+                at=now, request_id=request_id, endpoint=endpoint, client_id=ctx.client_id,
+                method=None, reason=error.reason, source_address=source,
+            )
+        else:
+            event = ExchangeDenied(
+                at=now, request_id=request_id, endpoint=endpoint, client_id=ctx.client_id, error=error.error,
+                reason=error.reason, description=error.description, subject_iss=ctx.subject_iss,
+                subject_sub=ctx.subject_sub, subject_jti=ctx.subject_jti, actor_sub=ctx.actor_sub,
+                audience=ctx.audience, scope=ctx.scope, source_address=source,
+            )
+        stream = f"client-{ctx.client_id}" if ctx.client_id else "client-anonymous"
+        try:
+            await self.store.append(stream, [event], event_ids=[uuid.uuid4().hex])
+        except StoreUnavailable:
+            log.warning("denial_not_recorded", reason=error.reason, request_id=request_id)
