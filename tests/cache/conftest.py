@@ -18,7 +18,7 @@ from app.cache_redis import RedisCache
 MakeCache = Callable[..., Cache]
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
 def backend(request: pytest.FixtureRequest) -> tuple[str, str | None]:
     """The backend name and its URL; the Redis leg fails under CI when Redis is unreachable."""
     if request.param == "redis":
@@ -59,18 +59,33 @@ async def make_cache(backend: tuple[str, str | None], key_prefix: str) -> AsyncI
         await delete_prefix(url, key_prefix)
 
 
+OpenRedis = Callable[..., RedisCache]
+
+
 @pytest.fixture
-async def make_redis_cache(redis_url: str, key_prefix: str) -> AsyncIterator[Callable[..., RedisCache]]:
-    """A factory of RedisCache instances on the test Redis ("Baton instances" sharing it)."""
+async def open_redis() -> AsyncIterator[OpenRedis]:
+    """``open_redis(url, **options)``: a RedisCache closed after the test (no server needed)."""
     opened: list[RedisCache] = []
 
-    def make(**options: object) -> RedisCache:
-        options.setdefault("prefix", key_prefix)
-        cache = RedisCache(redis_url, **options)  # type: ignore[arg-type]
+    def make(url: str, **options: object) -> RedisCache:
+        cache = RedisCache(url, **options)  # type: ignore[arg-type]
         opened.append(cache)
         return cache
 
     yield make
     for cache in opened:
         await cache.close()
+
+
+@pytest.fixture
+async def make_redis_cache(
+    open_redis: OpenRedis, redis_url: str, key_prefix: str
+) -> AsyncIterator[Callable[..., RedisCache]]:
+    """A factory of RedisCache instances on the test Redis ("Baton instances" sharing it)."""
+
+    def make(**options: object) -> RedisCache:
+        options.setdefault("prefix", key_prefix)
+        return open_redis(redis_url, **options)
+
+    yield make
     await delete_prefix(redis_url, key_prefix)
