@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,11 +18,10 @@ from typing import Any
 
 import aiosqlite
 
-from .batch import RECORD_COLUMNS, GroupCommitter, PendingAppend, row_to_record, write_batch
+from .base import StoreBase
+from .batch import GroupCommitter, PendingAppend, write_batch
 from .errors import StoreUnavailable
-from .events import Event
-from .store import InlineProjection, RecordedEvent
-from .types import ANY, GENESIS_HASH
+from .store import InlineProjection
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS events (
@@ -80,7 +78,7 @@ def path_from_url(url: str) -> str:
     return rest[1:] if rest.startswith("/") else rest
 
 
-class SqliteEventStore:
+class SqliteEventStore(StoreBase):
     """The embedded :class:`eventstore.store.EventStore`."""
 
     dialect = "sqlite"
@@ -99,11 +97,6 @@ class SqliteEventStore:
         self._reader: aiosqlite.Connection | None = None
         self._committer = GroupCommitter(self._flush, max_batch=max_batch, max_wait=max_wait)
         self._lock = asyncio.Lock()
-
-    @property
-    def committer(self) -> GroupCommitter:
-        """The group committer (metrics hook)."""
-        return self._committer
 
     async def open(self) -> None:
         if self._path != ":memory:":
@@ -160,21 +153,6 @@ class SqliteEventStore:
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"SQLite write failed: {exc}") from exc
 
-    async def append(
-        self,
-        stream_id: str,
-        events: Sequence[Event],
-        *,
-        expected_version: int = ANY,
-        event_ids: Sequence[str] | None = None,
-    ) -> list[RecordedEvent]:
-        ids = list(event_ids) if event_ids is not None else [uuid.uuid4().hex for _ in events]
-        if len(ids) != len(events):
-            raise ValueError("event_ids must match events one to one")
-        future: asyncio.Future[list[RecordedEvent]] = asyncio.get_running_loop().create_future()
-        pending = PendingAppend(stream_id, list(events), ids, expected_version, future)
-        return await self._committer.submit(pending)
-
     async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         try:
             if self._reader is None:
@@ -183,28 +161,3 @@ class SqliteEventStore:
                 return [tuple(r) for r in await cursor.fetchall()]
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"SQLite read failed: {exc}") from exc
-
-    async def read_all(self, from_position: int = 1, limit: int = 1000) -> list[RecordedEvent]:
-        rows = await self.fetch(
-            f"SELECT {RECORD_COLUMNS} FROM events WHERE position >= $1 ORDER BY position LIMIT $2",
-            from_position,
-            limit,
-        )
-        return [row_to_record(r) for r in rows]
-
-    async def read_stream(self, stream_id: str) -> list[RecordedEvent]:
-        rows = await self.fetch(
-            f"SELECT {RECORD_COLUMNS} FROM events WHERE stream_id = $1 ORDER BY stream_version", stream_id
-        )
-        return [row_to_record(r) for r in rows]
-
-    async def head(self) -> tuple[int, bytes]:
-        rows = await self.fetch("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")
-        return (int(rows[0][0]), bytes(rows[0][1])) if rows else (0, GENESIS_HASH)
-
-    async def ping(self) -> bool:
-        try:
-            await self.fetch("SELECT 1")
-            return True
-        except StoreUnavailable:
-            return False

@@ -1,0 +1,232 @@
+"""The production event store: PostgreSQL through an asyncpg pool.
+
+Ordering: every write transaction first takes one transaction-scoped advisory
+lock (``pg_advisory_xact_lock``, keyed by schema), then reads the chain head
+and assigns ``head + 1 …`` (:func:`eventstore.batch.write_batch`). The lock is
+released only after COMMIT is visible, so positions are gap-free and commit
+order equals position order across every Baton instance sharing the schema: a
+reader following ``position > last`` can never skip a late commit. Group
+commit pays that lock once per batch, not once per event.
+
+Failure: connect, acquire and command timeouts are bounded, so with the
+database down ``append`` and ``fetch`` raise :class:`StoreUnavailable` instead
+of hanging; the pool replaces dead connections on the next acquire, so the
+store recovers by itself when the database returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+
+from .base import StoreBase
+from .batch import GroupCommitter, PendingAppend, write_batch
+from .errors import StoreUnavailable
+from .migrate import ensure_current, migrate
+from .store import InlineProjection
+
+#: SQLSTATE classes that mean "try again later", not "your SQL is wrong":
+#: 08 connection, 40 transaction rollback, 53 resources, 57 operator intervention
+_TRANSIENT_CLASSES = ("08", "40", "53", "57")
+#: channel notified after each commit that appended events (payload: the schema), see migration 0003
+NOTIFY_CHANNEL = "baton_events"
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for failures of the connection or the server, as opposed to bad SQL or data."""
+    if isinstance(exc, (OSError, TimeoutError, asyncpg.InterfaceError)):
+        return True
+    if isinstance(exc, asyncpg.PostgresError):
+        return str(getattr(exc, "sqlstate", "") or "")[:2] in _TRANSIENT_CLASSES
+    return False
+
+
+def _lost_connection(exc: BaseException) -> bool:
+    """An established connection died (terminated, server restart): a retry on a fresh one may succeed."""
+    if isinstance(exc, (asyncpg.ConnectionDoesNotExistError, asyncpg.exceptions.AdminShutdownError)):
+        return True
+    return isinstance(exc, asyncpg.PostgresError) and str(getattr(exc, "sqlstate", "") or "").startswith("08")
+
+
+class _PgTx:
+    """:class:`eventstore.store.Tx` over an asyncpg connection inside a transaction."""
+
+    dialect = "postgresql"
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        await self._conn.execute(sql, *args)
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            await self._conn.executemany(sql, rows)
+
+    async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in await self._conn.fetch(sql, *args)]
+
+
+class PostgresEventStore(StoreBase):
+    """The PostgreSQL :class:`eventstore.store.EventStore`.
+
+    ``migrate=True`` applies pending migrations and the projections' DDL at
+    :meth:`open` (needs a role that may create tables); with ``False`` the
+    store only checks that ``baton migrate`` has been run, which is how the
+    INSERT/SELECT-only runtime role opens it.
+    """
+
+    dialect = "postgresql"
+
+    def __init__(
+        self,
+        url: str,
+        projections: Sequence[InlineProjection] = (),
+        *,
+        max_batch: int = 256,
+        max_wait: float = 0.0,
+        migrate: bool = True,
+        pool_min: int = 1,
+        pool_max: int = 10,
+        connect_timeout: float = 3.0,
+        command_timeout: float = 5.0,
+        application_name: str = "baton",
+    ) -> None:
+        self._url = url
+        self._projections = list(projections)
+        self._migrate = migrate
+        self._pool_min, self._pool_max = pool_min, pool_max
+        self._connect_timeout = connect_timeout
+        self._command_timeout = command_timeout
+        self._application_name = application_name
+        self._pool: asyncpg.Pool | None = None
+        self._lock_key = 0
+        self._schema = ""
+        self._committer = GroupCommitter(self._flush, max_batch=max_batch, max_wait=max_wait)
+
+    async def open(self) -> None:
+        try:
+            self._pool = await asyncpg.create_pool(
+                self._url,
+                min_size=self._pool_min,
+                max_size=self._pool_max,
+                timeout=self._connect_timeout,
+                command_timeout=self._command_timeout,
+                server_settings={"application_name": self._application_name},
+            )
+            async with self._pool.acquire(timeout=self._connect_timeout) as conn:
+                if self._migrate:
+                    ddl = [d for p in self._projections for d in p.schema(self.dialect)]
+                    await migrate(conn, extra_ddl=ddl)
+                else:
+                    await ensure_current(conn)
+                # one lock per schema: deployments sharing a database do not serialize each other
+                self._schema, self._lock_key = await conn.fetchrow(
+                    "SELECT current_schema(), hashtextextended('baton.events.' || current_schema(), 0)"
+                )
+        except Exception as exc:
+            await self._drop_pool()
+            if is_transient(exc):
+                raise StoreUnavailable(f"cannot open the PostgreSQL store: {type(exc).__name__}: {exc}") from exc
+            raise
+        self._committer.start()
+
+    async def close(self) -> None:
+        await self._committer.stop()
+        await self._drop_pool()
+
+    async def _drop_pool(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), self._command_timeout)
+            except (TimeoutError, OSError, asyncpg.InterfaceError):
+                pool.terminate()
+
+    def _require_pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise StoreUnavailable("the PostgreSQL store is not open")
+        return self._pool
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+        pool = self._require_pool()
+        try:
+            async with pool.acquire(timeout=self._connect_timeout) as conn:
+                yield conn
+        except Exception as exc:
+            if is_transient(exc):
+                raise StoreUnavailable(f"PostgreSQL unavailable: {type(exc).__name__}") from exc
+            raise
+
+    async def listen(self, callback: Callable[[], None]) -> Callable[[], Awaitable[None]]:
+        """Call ``callback`` after commits that appended events; returns an async unsubscribe.
+
+        A wake-up hint on a dedicated connection (LISTEN): if that connection
+        is lost, notifications stop and followers must keep polling.
+        """
+        try:
+            conn = await asyncpg.connect(
+                self._url,
+                timeout=self._connect_timeout,
+                server_settings={"application_name": self._application_name},
+            )
+        except Exception as exc:
+            if is_transient(exc):
+                raise StoreUnavailable(f"cannot LISTEN: {type(exc).__name__}") from exc
+            raise
+
+        def on_notify(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+            if payload == self._schema:
+                callback()
+
+        await conn.add_listener(NOTIFY_CHANNEL, on_notify)
+
+        async def unlisten() -> None:
+            if not conn.is_closed():
+                try:
+                    await asyncio.wait_for(conn.close(), self._command_timeout)
+                except (TimeoutError, OSError, asyncpg.InterfaceError):
+                    conn.terminate()
+
+        return unlisten
+
+    @asynccontextmanager
+    async def transaction(self, *, write_lock: bool = True) -> AsyncIterator[_PgTx]:
+        """A transaction, committed on success, rolled back on error.
+
+        By default it holds the append lock, like SQLite's ``BEGIN IMMEDIATE``
+        (projection rebuilds must not interleave with appends). A runner that
+        only writes its own tables may pass ``write_lock=False`` so that it
+        does not stall appends.
+        """
+        async with self._connection() as conn:
+            async with conn.transaction():
+                if write_lock:
+                    await conn.execute("SELECT pg_advisory_xact_lock($1)", self._lock_key)
+                yield _PgTx(conn)
+
+    async def _flush(self, batch: list[PendingAppend]) -> None:
+        try:
+            await self._write(batch)
+        except StoreUnavailable as exc:
+            if exc.__cause__ is None or not _lost_connection(exc.__cause__):
+                raise
+            # The connection died under us. Retrying is safe even if COMMIT had
+            # reached the server: event ids are idempotent, so a committed batch
+            # comes back as the stored records.
+            for item in batch:
+                item.result = item.error = None
+            await self._write(batch)
+
+    async def _write(self, batch: list[PendingAppend]) -> None:
+        async with self.transaction() as tx:
+            await write_batch(tx, batch, self._projections)
+
+    async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        async with self._connection() as conn:
+            return [tuple(r) for r in await conn.fetch(sql, *args)]
