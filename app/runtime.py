@@ -48,8 +48,9 @@ class Runtime:
     lineage: LineageReader
     exchanger: TokenExchanger
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, http: httpx.AsyncClient | None = None) -> None:
         self.config = config
+        self._given_http = http
         self.token_endpoint = config.issuer.rstrip("/") + "/token"
         self.draining = False
         self.started_at = time.time()
@@ -70,7 +71,7 @@ class Runtime:
         committer = getattr(self.store, "committer", None)
         if committer is not None:
             committer.on_batch = observe_batch
-        self.http = httpx.AsyncClient(
+        self.http = self._given_http or httpx.AsyncClient(
             timeout=config.cache.fetch_timeout, follow_redirects=False, trust_env=False
         )
         self.issuers = IssuerRegistry(config, self.cache, self.http, local_keys=lambda: self.keyring.verification_keys())

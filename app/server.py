@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
+import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -52,9 +53,12 @@ def routes(config: Config) -> list[BaseRoute]:
     return table
 
 
-def create_app(config: Config) -> Starlette:
-    """Build Baton's ASGI app for ``config``; the runtime starts in the lifespan."""
-    runtime = Runtime(config)
+def create_app(config: Config, *, http: httpx.AsyncClient | None = None) -> Starlette:
+    """Build Baton's ASGI app for ``config``; the runtime starts in the lifespan.
+
+    ``http`` replaces the client used to fetch issuer metadata and keys (tests route it to fakes).
+    """
+    runtime = Runtime(config, http=http)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
