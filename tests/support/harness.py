@@ -141,6 +141,7 @@ class Harness:
     async def exchange(
         self,
         subject_token: str | None,
+        /,
         *,
         client: str = "frontend",
         auth: str | None = None,
