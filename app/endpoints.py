@@ -132,7 +132,6 @@ async def _introspect(
                 "sub": claims.get("sub"),
                 "aud": claims.get("aud"),
                 "client_id": claims.get("client_id"),
-                "scope": claims.get("scope", ""),
                 "exp": claims.get("exp"),
                 "iat": claims.get("iat"),
                 "nbf": claims.get("nbf"),
@@ -142,8 +141,9 @@ async def _introspect(
                 "root_jti": row.root_jti,
                 "parent_jti": row.parent_jti,
             }
-            if "act" in claims:
-                body["act"] = claims["act"]
+            for optional in ("scope", "act"):
+                if optional in claims:
+                    body[optional] = claims[optional]
     if INTROSPECTION_JWT in request.headers.get("accept", ""):
         now_i = int(time.time())
         signed = runtime.keyring.sign(
