@@ -258,7 +258,7 @@ class LineageProjection:
         )
         await tx.execute(
             "UPDATE lineage SET revoked_at = $4, revoked_by = $5, revoked_reason = $6, revoked_direct = 1, "
-            "revoked_position = $7 WHERE origin_iss = $1 AND origin_sub = $2 AND issued_at < $3 AND revoked_at IS NULL",
+            "revoked_position = $7 WHERE origin_iss = $1 AND origin_sub = $2 AND issued_at < CAST($3 AS DOUBLE PRECISION) AND revoked_at IS NULL",
             e.iss, e.sub, e.before, e.at, e.by, e.reason, position,
         )
         await self._cascade(tx, position, e.at, e.by, e.reason)
@@ -274,7 +274,7 @@ class LineageProjection:
         )
         await tx.execute(
             "UPDATE lineage SET revoked_at = $3, revoked_by = $4, revoked_reason = $5, revoked_direct = 1, "
-            "revoked_position = $6 WHERE client_id = $1 AND issued_at < $2 AND revoked_at IS NULL",
+            "revoked_position = $6 WHERE client_id = $1 AND issued_at < CAST($2 AS DOUBLE PRECISION) AND revoked_at IS NULL",
             e.client_id, e.before, e.at, e.by, e.reason, position,
         )
         await self._cascade(tx, position, e.at, e.by, e.reason)

@@ -13,10 +13,6 @@ from app.types import TT_ACCESS_TOKEN, TT_JWT
 from tests.support.harness import BATON, decode_claims, decode_header, make_harness
 
 
-@pytest.fixture
-async def baton(tmp_path):
-    async with make_harness(tmp_path) as harness:
-        yield harness
 
 
 async def verify_with_jwks(baton, token: str) -> dict:

@@ -12,10 +12,6 @@ from tests.support.fake_issuer import FakeIssuer
 from tests.support.harness import SECRETS, Harness, base_config, make_harness
 
 
-@pytest.fixture
-async def baton(tmp_path):
-    async with make_harness(tmp_path) as harness:
-        yield harness
 
 
 async def assert_refused(baton, response, status: int, error: str, reason: str | None = None, issued: int = 0) -> None:

@@ -13,13 +13,9 @@ from app.types import TT_ACCESS_TOKEN
 from ops.cli import main as baton_cli
 from tests.support.harness import BATON, decode_claims, decode_header, make_harness
 
-ADMIN_SECRET = "admin-secret-for-tests"
+from tests.http.conftest import ADMIN_SECRET
 
 
-@pytest.fixture
-async def baton(tmp_path):
-    async with make_harness(tmp_path, admin={"token_hash": hash_secret(ADMIN_SECRET, log_n=10)}) as harness:
-        yield harness
 
 
 async def chain(baton) -> tuple[str, str, str]:
