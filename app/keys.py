@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -116,3 +116,23 @@ class KeyRing:
     def verification_keys(self) -> KeySet:
         """Public keys for verifying Baton's own tokens and checkpoints."""
         return self._verify_set
+
+
+class KeyRingSigner:
+    """Signs chain checkpoints with whatever key is active in a (possibly reloaded) key ring.
+
+    Fulfils ``eventstore.checkpoints.Signer`` without that package importing the application.
+    """
+
+    def __init__(self, ring: Callable[[], KeyRing], typ: str) -> None:
+        self._ring = ring
+        self._typ = typ
+
+    @property
+    def kid(self) -> str:
+        """The active key's id."""
+        return self._ring().kid
+
+    def sign(self, payload: bytes) -> str:
+        """A compact JWS over the JSON object ``payload`` (signed as the same deterministic bytes)."""
+        return self._ring().sign(msgspec.json.decode(payload), typ=self._typ)

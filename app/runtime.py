@@ -16,6 +16,7 @@ import httpx
 import structlog
 
 from eventstore import ClientAuthFailed, ExchangeDenied, StoreUnavailable, open_store
+from eventstore.checkpoints import CHECKPOINT_TYP, Checkpointer
 from eventstore.store import EventStore
 from projections.lineage import LineageProjection, LineageReader
 
@@ -26,7 +27,7 @@ from .config import Config
 from .errors import OAuthError
 from .exchange import DenialContext, TokenExchanger
 from .issuers import IssuerRegistry
-from .keys import KeyRing
+from .keys import KeyRing, KeyRingSigner
 from .logs import configure_logging
 from .metrics import observe_batch
 from .policy import Policy
@@ -81,6 +82,13 @@ class Runtime:
         self.exchanger = TokenExchanger(
             config, self.policy, lambda: self.keyring, self.issuers, self.lineage, self.store, self.cache
         )
+        self.checkpointer = Checkpointer(
+            self.store,
+            KeyRingSigner(lambda: self.keyring, CHECKPOINT_TYP),
+            every=config.store.checkpoint_every,
+            seconds=config.store.checkpoint_seconds,
+        )
+        self.checkpointer.start()
         if config.demo:
             log.warning("demo_mode", message="DEMO MODE: built-in identity provider enabled; never use in production")
         log.info("baton_started", issuer=config.issuer, store=config.store.url.split(":", 1)[0], kid=self.keyring.kid)
@@ -88,6 +96,7 @@ class Runtime:
     async def stop(self) -> None:
         """Finish queued appends and close connections."""
         self.draining = True
+        await self.checkpointer.stop(final=True)
         for closer in (self.store.close, self.issuers.aclose, self.http.aclose, self.cache.close):
             try:
                 await closer()
