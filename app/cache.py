@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 
@@ -29,6 +30,9 @@ class Cache(Protocol):
 
     async def rate_limit(self, key: str, rate: float, burst: int) -> float:
         """Take one token from ``key``'s bucket; 0.0 if allowed, else seconds until retry."""
+
+    async def rate_limit_all(self, buckets: Sequence[tuple[str, float, int]]) -> float:
+        """Take one token from each (key, rate, burst) bucket only if all allow; else seconds until retry."""
 
     async def ping(self) -> bool:
         """True when the backend is reachable."""
@@ -70,7 +74,10 @@ class MemoryCache:
         return True
 
     async def rate_limit(self, key: str, rate: float, burst: int) -> float:
-        return gcra(self._tat, key, rate, burst, self._clock())
+        return gcra_all(self._tat, [(key, rate, burst)], self._clock())
+
+    async def rate_limit_all(self, buckets: Sequence[tuple[str, float, int]]) -> float:
+        return gcra_all(self._tat, buckets, self._clock())
 
     async def ping(self) -> bool:
         return True
@@ -80,20 +87,31 @@ class MemoryCache:
 
 
 def gcra(state: dict[str, float], key: str, rate: float, burst: int, now: float) -> float:
-    """Generic cell rate algorithm: allow ``burst`` at once, then ``rate`` per second.
+    """Generic cell rate algorithm on one bucket (see :func:`gcra_all`)."""
+    return gcra_all(state, [(key, rate, burst)], now)
 
-    Returns 0.0 when the request is allowed, else the seconds to wait.
-    A rate of 0 means unlimited.
+
+def gcra_all(state: dict[str, float], buckets: Sequence[tuple[str, float, int]], now: float) -> float:
+    """Generic cell rate algorithm: each bucket allows ``burst`` at once, then ``rate`` per second.
+
+    A request passes only if every bucket allows it, and only then takes a token
+    from each. Returns 0.0 when allowed, else the seconds to wait. A rate of 0
+    means unlimited.
     """
-    if rate <= 0:
-        return 0.0
-    interval = 1.0 / rate
-    tolerance = interval * max(burst - 1, 0)
-    tat = max(state.get(key, now), now)
-    allow_at = tat - tolerance
-    if now < allow_at:
-        return max(allow_at - now, 1e-3)
-    state[key] = tat + interval
+    wait = 0.0
+    pending: list[tuple[str, float]] = []
+    for key, rate, burst in buckets:
+        if rate <= 0:
+            continue
+        interval = 1.0 / rate
+        tolerance = interval * max(burst - 1, 0)
+        tat = max(state.get(key, now), now)
+        wait = max(wait, tat - tolerance - now)
+        pending.append((key, tat + interval))
+    if wait > 0:
+        return max(wait, 1e-3)
+    for key, tat in pending:
+        state[key] = tat
     if len(state) > 200_000:  # bound memory: forget buckets that are full again
         for k in [k for k, v in state.items() if v <= now][:100_000]:
             del state[k]

@@ -17,7 +17,7 @@ import asyncio
 import hashlib
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Literal, TypeVar
 
 import structlog
@@ -36,21 +36,30 @@ RateLimitPolicy = Literal["fail_open_local", "fail_closed"]
 #: seconds to wait that a refused request is told when Redis is down under ``fail_closed``
 FAIL_CLOSED_WAIT = 1.0
 
-#: GCRA on the Redis server's clock, in integer microseconds (exact in Lua's doubles).
-#: Same semantics as :func:`app.cache.gcra`: ``burst`` at once, then one per interval.
+#: GCRA on the Redis server's clock, in integer microseconds (exact in Lua's doubles),
+#: over one or more buckets at once: a request passes only if every bucket allows it,
+#: and only then is a token taken from each (one round trip for client and subject limits).
+#: Same semantics as :func:`app.cache.gcra_all`: ``burst`` at once, then one per interval.
+#: ARGV holds (interval, tolerance) per key.
 GCRA_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval = tonumber(ARGV[1])
-local tolerance = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1])) or now
-if tat < now then tat = now end
-local wait = tat - tolerance - now
+local tats = {}
+local wait = 0
+for i = 1, #KEYS do
+  local tat = tonumber(redis.call('GET', KEYS[i])) or now
+  if tat < now then tat = now end
+  tats[i] = tat
+  local w = tat - tonumber(ARGV[2 * i]) - now
+  if w > wait then wait = w end
+end
 if wait > 0 then
   return math.max(wait, 1000)
 end
-tat = tat + interval
-redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000))
+for i = 1, #KEYS do
+  local tat = tats[i] + tonumber(ARGV[2 * i - 1])
+  redis.call('SET', KEYS[i], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000))
+end
 return 0
 """
 _GCRA_SHA = hashlib.sha1(GCRA_LUA.encode()).hexdigest()
@@ -150,21 +159,30 @@ class RedisCache:
         return bool(created)
 
     async def rate_limit(self, key: str, rate: float, burst: int) -> float:
-        """One GCRA step in one round trip; 0.0 if allowed, else seconds to wait.
+        """One GCRA step in one round trip; 0.0 if allowed, else seconds to wait."""
+        return await self.rate_limit_all([(key, rate, burst)])
+
+    async def rate_limit_all(self, buckets: Sequence[tuple[str, float, int]]) -> float:
+        """One GCRA step over every bucket in one round trip; 0.0 if all allow, else seconds to wait.
 
         While Redis is down: a per-instance limiter (``fail_open_local``) or a
         refusal of :data:`FAIL_CLOSED_WAIT` seconds (``fail_closed``).
         """
-        if rate <= 0:
+        limited = [(key, rate, burst) for key, rate, burst in buckets if rate > 0]
+        if not limited:
             return 0.0
-        interval = max(1, round(1_000_000 / rate))
-        tolerance = interval * max(burst - 1, 0)
+        keys: list[str] = []
+        args: list[int] = []
+        for key, rate, burst in limited:
+            interval = max(1, round(1_000_000 / rate))
+            keys.append(self._rl(key))
+            args += [interval, interval * max(burst - 1, 0)]
         try:
-            wait_us = await self._run(lambda: self._gcra(self._rl(key), interval, tolerance))
+            wait_us = await self._run(lambda: self._gcra(keys, args))
         except _Unavailable:
             if self._policy == "fail_closed":
                 return FAIL_CLOSED_WAIT
-            return await self._local.rate_limit(key, rate, burst)
+            return await self._local.rate_limit_all(limited)
         return int(wait_us) / 1_000_000
 
     async def ping(self) -> bool:
@@ -186,13 +204,13 @@ class RedisCache:
     def _rl(self, key: str) -> str:
         return f"{self._prefix}rl:{key}"
 
-    async def _gcra(self, key: str, interval: int, tolerance: int) -> int:
+    async def _gcra(self, keys: list[str], args: list[int]) -> int:
         try:
-            return await self._redis.evalsha(_GCRA_SHA, 1, key, interval, tolerance)
+            return await self._redis.evalsha(_GCRA_SHA, len(keys), *keys, *args)
         except NoScriptError:
             # EVAL also caches the script, so the next EVALSHA finds it.
             self.calls += 1
-            return await self._redis.eval(GCRA_LUA, 1, key, interval, tolerance)
+            return await self._redis.eval(GCRA_LUA, len(keys), *keys, *args)
 
     async def _run(self, command: Callable[[], Awaitable[T]], *, probe: bool = False) -> T:
         """Run one Redis command within the timeout, or raise :class:`_Unavailable`."""

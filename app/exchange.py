@@ -80,14 +80,15 @@ class TokenExchanger:
         self._store = store
         self._cache = cache
         self._clock = clock
-        self._prefix = config.cache.prefix
 
     async def exchange(
         self, form: Form, client: ClientConfig, request_id: str, source: str | None, ctx: DenialContext
     ) -> dict[str, Any]:
         """Perform the exchange; returns the RFC 8693 §2.2.1 response body."""
         ctx.client_id = client.client_id
-        await self._rate_limit(f"rl:c:{client.client_id}", client.rate, client.burst)
+        client_bucket = (f"c:{client.client_id}", client.rate, max(client.burst, 1))
+        if client.subject_rate <= 0:
+            await self._rate_limit([client_bucket])
         grant_type = form.require("grant_type")
         if grant_type != GRANT_TOKEN_EXCHANGE:
             raise unsupported_grant_type(f"grant_type {grant_type!r} is not supported; use {GRANT_TOKEN_EXCHANGE}")
@@ -114,11 +115,10 @@ class TokenExchanger:
         ctx.audience = [target.audience]
 
         subject = await self._subject(subject_token, subject_kind, client, ctx)
-        await self._rate_limit(
-            f"rl:s:{client.client_id}:{subject.token.issuer}:{subject.token.subject}",
-            client.subject_rate,
-            client.subject_burst,
-        )
+        if client.subject_rate > 0:
+            # one round trip for both limits: the subject is known only now
+            subject_key = f"s:{client.client_id}:{subject.token.issuer}:{subject.token.subject}"
+            await self._rate_limit([client_bucket, (subject_key, client.subject_rate, max(client.subject_burst, 1))])
         actor = await self._actor(actor_token, actor_type, ctx) if actor_token else None
 
         kind = self._policy.exchange_kind(client, actor is not None)
@@ -213,10 +213,10 @@ class TokenExchanger:
             body["scope"] = " ".join(scopes)
         return body
 
-    async def _rate_limit(self, key: str, rate: float, burst: int) -> None:
-        if rate <= 0:
+    async def _rate_limit(self, buckets: list[tuple[str, float, int]]) -> None:
+        if all(rate <= 0 for _, rate, _ in buckets):
             return
-        wait = await self._cache.rate_limit(self._prefix + key, rate, max(burst, 1))
+        wait = await self._cache.rate_limit_all(buckets)
         if wait > 0:
             raise rate_limited(retry_after_seconds(wait))
 

@@ -148,3 +148,24 @@ async def test_prefixes_isolate_deployments(make_cache: MakeCache, key_prefix: s
 async def test_ping_is_true_when_reachable(make_cache: MakeCache) -> None:
     """A healthy backend answers ping (what /readyz reports)."""
     assert await make_cache().ping() is True
+
+
+async def test_rate_limit_all_is_all_or_nothing(make_cache: MakeCache) -> None:
+    """Several buckets in one call: refused if any bucket is empty, and then none is charged."""
+    cache = make_cache()
+    wide, narrow = ("wide", 1.0, 10), ("narrow", 1.0, 1)
+    assert await cache.rate_limit_all([wide, narrow]) == 0.0
+    assert await cache.rate_limit_all([wide, narrow]) > 0  # narrow is empty
+    # the refused call took nothing from wide: it still has 9 of its 10
+    allowed = 0
+    for _ in range(12):
+        if await cache.rate_limit_all([wide]) == 0.0:
+            allowed += 1
+    assert allowed == 9
+
+
+async def test_rate_limit_all_skips_unlimited_buckets(make_cache: MakeCache) -> None:
+    """A bucket with rate 0 is unlimited and never refuses."""
+    cache = make_cache()
+    for _ in range(5):
+        assert await cache.rate_limit_all([("free", 0.0, 0)]) == 0.0
