@@ -82,3 +82,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--by", help="who is revoking (default: the OS user)")
     parser.add_argument("--no-cascade", action="store_true", help="with --jti: spare the descendants")
     parser.set_defaults(func=_run)
+    register_bench(subparsers)
+
+
+def register_bench(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``baton bench-revocation`` (lives in ops/bench_lineage.py)."""
+    from ops.bench_lineage import register as register_lineage_bench
+
+    register_lineage_bench(subparsers)

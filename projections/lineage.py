@@ -6,8 +6,8 @@ root, depth, the subject as issued and the origin subject (the external
 identity at the root of the chain), client, audience, expiry and revocation
 (when, by whom, why, directly or through an ancestor).
 
-Revocation is materialized: revoking a token marks it and every descendant in
-one recursive statement, so introspection and exchange need one indexed
+Revocation is materialized: revoking a token marks it and every descendant
+(walked level by level through the parent index), so introspection and exchange need one indexed
 lookup per token. A token appended after its ancestor (or its subject or
 client) was revoked is born revoked, which closes the race between a
 revocation and a concurrent exchange. Handlers are deterministic and depend
@@ -58,7 +58,6 @@ _DDL = [
     "CREATE INDEX IF NOT EXISTS lineage_parent ON lineage (parent_jti)",
     "CREATE INDEX IF NOT EXISTS lineage_origin ON lineage (origin_iss, origin_sub, issued_at)",
     "CREATE INDEX IF NOT EXISTS lineage_client ON lineage (client_id, issued_at)",
-    "CREATE INDEX IF NOT EXISTS lineage_revoked_position ON lineage (revoked_position)",
     """CREATE TABLE IF NOT EXISTS revoked_subjects (
         iss TEXT NOT NULL, sub TEXT NOT NULL, before DOUBLE PRECISION NOT NULL,
         revoked_by TEXT NOT NULL, reason TEXT NOT NULL, position BIGINT NOT NULL,
@@ -70,16 +69,6 @@ _DDL = [
     )""",
 ]
 
-_CASCADE = """
-WITH RECURSIVE doomed(jti) AS (
-    SELECT jti FROM lineage WHERE revoked_position = $1
-    UNION
-    SELECT l.jti FROM lineage l JOIN doomed d ON l.parent_jti = d.jti
-)
-UPDATE lineage
-SET revoked_at = $2, revoked_by = $3, revoked_reason = $4, revoked_direct = 0, revoked_position = $1
-WHERE jti IN (SELECT jti FROM doomed) AND revoked_at IS NULL
-"""
 
 _KEEP_LATEST = "CASE WHEN excluded.before > {t}.before THEN excluded.{c} ELSE {t}.{c} END"
 
@@ -235,17 +224,38 @@ class LineageProjection:
             f"INSERT INTO lineage ({LINEAGE_COLUMNS}) VALUES ({_in(1, 20)}) ON CONFLICT (jti) DO NOTHING", rows
         )
 
-    async def _cascade(self, tx: Tx, position: int, at: float, by: str, reason: str) -> None:
-        await tx.execute(_CASCADE, position, at, by, reason)
+    async def _revoke(
+        self, tx: Tx, position: int, e: TokenRevoked | SubjectRevoked | ClientRevoked, where: str, *args: Any
+    ) -> None:
+        """Mark the rows matching ``where`` directly, then (cascading) every descendant, level by level.
+
+        Descendants are found through the parent index one level at a time, so the
+        work is proportional to the subtree, never to the table; a descendant that a
+        non-cascading revocation already marked is still walked through.
+        """
+        direct = [r[0] for r in await tx.fetch(f"SELECT jti FROM lineage WHERE {where}", *args)]
+        await self._mark(tx, direct, position, e, direct=True)
+        frontier = direct if getattr(e, "cascade", True) else []
+        while frontier:
+            children: list[str] = []
+            for chunk in _chunks(frontier):
+                rows = await tx.fetch(f"SELECT jti FROM lineage WHERE parent_jti IN ({_in(1, len(chunk))})", *chunk)
+                children.extend(r[0] for r in rows)
+            await self._mark(tx, children, position, e, direct=False)
+            frontier = children
+
+    async def _mark(
+        self, tx: Tx, jtis: list[str], position: int, e: TokenRevoked | SubjectRevoked | ClientRevoked, *, direct: bool
+    ) -> None:
+        for chunk in _chunks(jtis):
+            await tx.execute(
+                "UPDATE lineage SET revoked_at = $1, revoked_by = $2, revoked_reason = $3, revoked_direct = $4, "
+                f"revoked_position = $5 WHERE jti IN ({_in(6, len(chunk))}) AND revoked_at IS NULL",
+                e.at, e.by, e.reason, 1 if direct else 0, position, *chunk,
+            )
 
     async def _token_revoked(self, tx: Tx, position: int, e: TokenRevoked) -> None:
-        await tx.execute(
-            "UPDATE lineage SET revoked_at = $2, revoked_by = $3, revoked_reason = $4, revoked_direct = 1, "
-            "revoked_position = $5 WHERE jti = $1 AND revoked_at IS NULL",
-            e.jti, e.at, e.by, e.reason, position,
-        )
-        if e.cascade:
-            await self._cascade(tx, position, e.at, e.by, e.reason)
+        await self._revoke(tx, position, e, "jti = $1", e.jti)
 
     async def _subject_revoked(self, tx: Tx, position: int, e: SubjectRevoked) -> None:
         latest = {c: _KEEP_LATEST.format(t="revoked_subjects", c=c) for c in ("revoked_by", "reason", "position")}
@@ -256,12 +266,11 @@ class LineageProjection:
             "before = CASE WHEN excluded.before > revoked_subjects.before THEN excluded.before ELSE revoked_subjects.before END",
             e.iss, e.sub, e.before, e.by, e.reason, position,
         )
-        await tx.execute(
-            "UPDATE lineage SET revoked_at = $4, revoked_by = $5, revoked_reason = $6, revoked_direct = 1, "
-            "revoked_position = $7 WHERE origin_iss = $1 AND origin_sub = $2 AND issued_at < CAST($3 AS DOUBLE PRECISION) AND revoked_at IS NULL",
-            e.iss, e.sub, e.before, e.at, e.by, e.reason, position,
+        await self._revoke(
+            tx, position, e,
+            "origin_iss = $1 AND origin_sub = $2 AND issued_at < CAST($3 AS DOUBLE PRECISION)",
+            e.iss, e.sub, e.before,
         )
-        await self._cascade(tx, position, e.at, e.by, e.reason)
 
     async def _client_revoked(self, tx: Tx, position: int, e: ClientRevoked) -> None:
         latest = {c: _KEEP_LATEST.format(t="revoked_clients", c=c) for c in ("revoked_by", "reason", "position")}
@@ -272,12 +281,13 @@ class LineageProjection:
             "before = CASE WHEN excluded.before > revoked_clients.before THEN excluded.before ELSE revoked_clients.before END",
             e.client_id, e.before, e.by, e.reason, position,
         )
-        await tx.execute(
-            "UPDATE lineage SET revoked_at = $3, revoked_by = $4, revoked_reason = $5, revoked_direct = 1, "
-            "revoked_position = $6 WHERE client_id = $1 AND issued_at < CAST($2 AS DOUBLE PRECISION) AND revoked_at IS NULL",
-            e.client_id, e.before, e.at, e.by, e.reason, position,
+        await self._revoke(
+            tx, position, e, "client_id = $1 AND issued_at < CAST($2 AS DOUBLE PRECISION)", e.client_id, e.before
         )
-        await self._cascade(tx, position, e.at, e.by, e.reason)
+
+
+def _chunks(items: list[str], size: int = 500) -> list[list[str]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 _HANDLED = frozenset({"TokenExchanged", "TokenRevoked", "SubjectRevoked", "ClientRevoked"})

@@ -91,6 +91,16 @@ async def test_non_cascading_revocation_spares_descendants(store):
     assert (await reader.get("A")).revoked and not (await reader.get("B")).revoked
 
 
+async def test_cascade_walks_through_a_token_revoked_without_cascade(store):
+    """A→B→C: B revoked alone, then A with cascade — C is revoked too (the walk passes B)."""
+    await chain(store, "A", "B", "C")
+    await store.append("token-B", [TokenRevoked(at=2_000.0, jti="B", by="ops", cascade=False)])
+    assert not (await LineageReader(store).get("C")).revoked
+    await store.append("token-A", [TokenRevoked(at=2_100.0, jti="A", by="ops")])
+    c = await LineageReader(store).get("C")
+    assert c.revoked and c.revoked_at == 2_100.0 and c.revoked_direct is False
+
+
 async def test_child_appended_after_parent_revocation_is_born_revoked(store):
     """A token exchanged from an already revoked parent (a race) is revoked on arrival."""
     await chain(store, "A")
