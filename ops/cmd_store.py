@@ -63,8 +63,14 @@ class ProgressBar:
             self._stream.flush()
 
 
-async def _with_store(config: Config, work: Callable[[EventStore], Awaitable[int]], **kwargs: Any) -> int:
-    store = open_store(config.store.url, **kwargs)
+async def _with_store(config: Config, work: Callable[[EventStore], Awaitable[int]], *, read_only: bool = False) -> int:
+    url = config.store.url
+    if read_only and not url.startswith("sqlite:"):
+        from eventstore.postgres import PostgresEventStore
+
+        store: EventStore = PostgresEventStore(url, migrate=False)  # verify must not change what it checks
+    else:
+        store = open_store(url)
     await store.open()
     try:
         return await work(store)
@@ -149,7 +155,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print("OK")
             return 0
 
-        return await _with_store(config, work, **_read_only(config))
+        return await _with_store(config, work, read_only=True)
 
     return _run(args, body)
 
@@ -167,14 +173,9 @@ def cmd_export_checkpoints(args: argparse.Namespace) -> int:
                 print(f"wrote {len(lines)} checkpoints to {args.output}", file=sys.stderr)
             return 0
 
-        return await _with_store(config, work, **_read_only(config))
+        return await _with_store(config, work, read_only=True)
 
     return _run(args, body)
-
-
-def _read_only(config: Config) -> dict[str, Any]:
-    """Open PostgreSQL without migrating (verify must not change the database it checks)."""
-    return {} if config.store.url.startswith("sqlite:") else {"migrate": False}
 
 
 def cmd_bench_store(args: argparse.Namespace) -> int:
