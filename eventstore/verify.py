@@ -158,6 +158,7 @@ class ChainWalker:
         self.prev_hash = prev_hash
         self.checked_checkpoints = 0
         self.anchored_through = 0
+        self.last_event = 0  # newest position that is not itself a checkpoint
         self._start = start
         self._stored_hash = stored_hash
         self._recent: OrderedDict[int, bytes] = OrderedDict()
@@ -217,6 +218,8 @@ class ChainWalker:
             problem = await self._check_logged(p, event)
             if problem:
                 return problem
+        else:
+            self.last_event = p
         while self._exported and self._exported[0].position <= p:
             problem = await self._check_head(self._exported.pop(0), "exported checkpoint")
             if problem:
@@ -298,7 +301,7 @@ async def verify(
         report.problem = walker.finish(head_position)
     report.checked_checkpoints = walker.checked_checkpoints
     report.anchored_through = walker.anchored_through
-    if report.problem is None and report.anchored_through < head_position:
+    if report.problem is None and report.anchored_through < walker.last_event:
         report.notes.append(
             f"positions {report.anchored_through + 1}…{head_position} are chained but not yet covered "
             "by a signed checkpoint"

@@ -15,7 +15,7 @@ import msgspec
 from joserfc.jwk import KeySet
 
 from app.config import Config, ConfigError, load_config
-from app.keys import KeyRing
+from app.keys import KeyError_, KeyRing, read_key_file
 from eventstore import StoreError, open_store
 from eventstore.checkpoints import CHECKPOINT_TYP, CallableSigner
 from eventstore.migrate import grant_runtime_role, load_migrations, migrate
@@ -33,7 +33,8 @@ def keyring_signer(ring: KeyRing) -> CallableSigner:
 def _verification_keys(config: Config, jwks: str | None) -> KeySet:
     if jwks:
         return KeySet.import_key_set(msgspec.json.decode(Path(jwks).read_bytes()))
-    return KeyRing.load_or_create(config.signing.keys, config.signing.algorithm).verification_keys()
+    # never create a key here: a fresh key would make every stored checkpoint "unknown kid"
+    return KeyRing(read_key_file(config.signing.keys)).verification_keys()
 
 
 class ProgressBar:
@@ -96,7 +97,7 @@ def _run(args: argparse.Namespace, body: Callable[[Config], Awaitable[int]]) -> 
         return 2
     try:
         return asyncio.run(body(config))
-    except StoreError as exc:
+    except (StoreError, KeyError_, OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
         print(f"baton: {exc}", file=sys.stderr)
         return 2
 

@@ -36,7 +36,7 @@ async def fill(store, ring: KeyRing, events: int = 30, every: int = 10) -> Check
 
 
 async def test_clean_log_verifies(store, ring: KeyRing) -> None:
-    """An untouched log with checkpoints verifies; the report says how far the signatures reach."""
+    """An untouched log with checkpoints verifies; the report says how far the signatures reach and what is unanchored."""
     await fill(store, ring)
     head, _ = await store.head()
     seen: list[tuple[int, int]] = []
@@ -46,6 +46,10 @@ async def test_clean_log_verifies(store, ring: KeyRing) -> None:
     assert report.checked_checkpoints == 3
     assert report.anchored_through == 32
     assert seen[-1] == (head, head)
+    assert report.notes == []  # only the last checkpoint itself follows the signed head
+    await store.append("s", [revoked(99)])
+    later = await verify(store, ring.verification_keys())
+    assert later.ok and "33…34 are chained but not yet covered" in later.notes[0]
 
 
 async def test_checkpointer_is_due_by_count_or_time(store, ring: KeyRing) -> None:
