@@ -96,6 +96,13 @@ def _serve_workers(hc: HypercornConfig, config_path: str | Path) -> int:
     return run(hc)
 
 
+def _check_listen(hc: HypercornConfig) -> None:
+    """Bind (and release) the listening sockets first, so a busy port fails before the app starts."""
+    sockets = hc.create_sockets()
+    for sock in (*sockets.insecure_sockets, *sockets.secure_sockets, *sockets.quic_sockets):
+        sock.close()
+
+
 def _serve_here(
     config: Config, hc: HypercornConfig, loop_factory: Callable[[], asyncio.AbstractEventLoop] | None
 ) -> None:
@@ -103,6 +110,7 @@ def _serve_here(
 
     from app.server import create_app
 
+    _check_listen(hc)
     app = create_app(config)
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         runner.run(hypercorn_serve(app, hc))  # type: ignore[arg-type]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,16 @@ def test_ipv6_hosts_are_bracketed() -> None:
     """An IPv6 literal host becomes a valid hypercorn bind address."""
     assert bind_address("::1", 8000) == "[::1]:8000"
     assert bind_address("127.0.0.1", 8000) == "127.0.0.1:8000"
+
+
+def test_busy_port_is_a_clean_error(tmp_path: Path) -> None:
+    """A port already in use is reported in one line (exit 1) before Baton starts, not as a traceback."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        (tmp_path / "baton.toml").write_text(f'issuer = "http://127.0.0.1:{port}"\n[server]\nport = {port}\n')
+        result = run_baton("serve", "--config", "baton.toml", cwd=tmp_path)
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
