@@ -64,7 +64,8 @@ class ProgressBar:
             self._stream.flush()
 
 
-async def _with_store(config: Config, work: Callable[[EventStore], Awaitable[int]], *, read_only: bool = False) -> int:
+async def with_store(config: Config, work: Callable[[EventStore], Awaitable[int]], *, read_only: bool = False) -> int:
+    """Open the configured store, run ``work`` on it, close it; ``read_only`` never migrates PostgreSQL."""
     url = config.store.url
     if read_only and not url.startswith("sqlite:"):
         from eventstore.postgres import PostgresEventStore
@@ -91,7 +92,8 @@ def _load(args: argparse.Namespace) -> Config | None:
         return None
 
 
-def _run(args: argparse.Namespace, body: Callable[[Config], Awaitable[int]]) -> int:
+def run_command(args: argparse.Namespace, body: Callable[[Config], Awaitable[int]]) -> int:
+    """Load ``--config``, run ``body`` in a fresh event loop; store, key and file errors exit 2."""
     config = _load(args)
     if config is None:
         return 2
@@ -102,13 +104,21 @@ def _run(args: argparse.Namespace, body: Callable[[Config], Awaitable[int]]) -> 
         return 2
 
 
+# names ops/cmd_projections.py imported before these were public
+_with_store, _run = with_store, run_command
+
+
+def _read_only(config: Config) -> dict[str, Any]:
+    return {"read_only": True}
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Apply pending PostgreSQL migrations (SQLite creates its schema when opened)."""
 
     async def body(config: Config) -> int:
         url = config.store.url
         if url.startswith("sqlite:"):
-            await _with_store(config, _opened)
+            await with_store(config, _opened)
             print("SQLite store: schema is created when the store opens; nothing to migrate")
             return 0
         import asyncpg
@@ -130,7 +140,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             await conn.close()
         return 0
 
-    return _run(args, body)
+    return run_command(args, body)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -156,9 +166,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print("OK")
             return 0
 
-        return await _with_store(config, work, read_only=True)
+        return await with_store(config, work, read_only=True)
 
-    return _run(args, body)
+    return run_command(args, body)
 
 
 def cmd_export_checkpoints(args: argparse.Namespace) -> int:
@@ -174,9 +184,9 @@ def cmd_export_checkpoints(args: argparse.Namespace) -> int:
                 print(f"wrote {len(lines)} checkpoints to {args.output}", file=sys.stderr)
             return 0
 
-        return await _with_store(config, work, read_only=True)
+        return await with_store(config, work, read_only=True)
 
-    return _run(args, body)
+    return run_command(args, body)
 
 
 def cmd_bench_store(args: argparse.Namespace) -> int:
