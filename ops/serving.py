@@ -70,8 +70,8 @@ def serve(config: Config, config_path: str | Path) -> int:
     configure_logging(config.logging.level, config.logging.format)
     hc = hypercorn_config(config.server)
     loop_factory = _loop_factory(config.server.worker_class)
+    _create_key_files(config)
     try:
-        _create_key_files(config)
         if config.server.workers > 1:
             return _serve_workers(hc, config_path)
         _serve_here(config, hc, loop_factory)
@@ -84,9 +84,12 @@ def serve(config: Config, config_path: str | Path) -> int:
 
 def _create_key_files(config: Config) -> None:
     """Create missing key files once here, so worker processes never race to generate different keys."""
-    KeyRing.load_or_create(config.signing.keys, config.signing.algorithm)
-    if config.demo:
-        load_demo_keys(config)
+    try:
+        KeyRing.load_or_create(config.signing.keys, config.signing.algorithm)
+        if config.demo:
+            load_demo_keys(config)
+    except OSError as exc:
+        raise ConfigError(f"signing.keys: cannot create key files next to {config.signing.keys}: {exc.strerror}") from exc
 
 
 def _serve_workers(hc: HypercornConfig, config_path: str | Path) -> int:

@@ -85,3 +85,15 @@ def test_busy_port_is_a_clean_error(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_uncreatable_key_file_is_a_config_error(tmp_path: Path) -> None:
+    """A signing key path that cannot be created stops start-up with exit 2 naming signing.keys."""
+    (tmp_path / "not-a-dir").write_text("")
+    (tmp_path / "baton.toml").write_text(
+        'issuer = "http://127.0.0.1:8000"\n[signing]\nkeys = "not-a-dir/keys.json"\n'
+    )
+    result = run_baton("serve", "--config", "baton.toml", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "signing.keys" in result.stderr
+    assert "Traceback" not in result.stderr
