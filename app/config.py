@@ -55,6 +55,21 @@ class StoreConfig(_Section):
     batch_wait_ms: Annotated[float, msgspec.Meta(ge=0, le=100)] = 0.0
     checkpoint_every: PositiveInt = 1000
     checkpoint_seconds: Annotated[float, msgspec.Meta(gt=0)] = 300.0
+    migrate_on_start: bool = True
+    pool_min: PositiveInt = 1
+    pool_max: PositiveInt = 10
+    connect_timeout: Annotated[float, msgspec.Meta(gt=0, le=60)] = 3.0
+    command_timeout: Annotated[float, msgspec.Meta(gt=0, le=300)] = 5.0
+
+    def postgres_options(self) -> dict[str, Any]:
+        """Keyword options for the PostgreSQL backend."""
+        return {
+            "migrate": self.migrate_on_start,
+            "pool_min": self.pool_min,
+            "pool_max": self.pool_max,
+            "connect_timeout": self.connect_timeout,
+            "command_timeout": self.command_timeout,
+        }
 
 
 class CacheConfig(_Section):

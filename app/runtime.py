@@ -67,6 +67,7 @@ class Runtime:
             [LineageProjection()],
             max_batch=config.store.batch_max,
             max_wait=config.store.batch_wait_ms / 1000.0,
+            **(config.store.postgres_options() if config.store.url.startswith("postgres") else {}),
         )
         await self.store.open()
         committer = getattr(self.store, "committer", None)

@@ -18,8 +18,14 @@ from .store import EventStore, InlineProjection, RecordedEvent, Tx
 from .types import ANY, NO_STREAM, STREAM_EXISTS
 
 
-def open_store(url: str, projections=(), *, max_batch: int = 256, max_wait: float = 0.0) -> EventStore:
-    """The store backend for ``url`` (``sqlite://…`` or ``postgresql://…``), not yet opened."""
+def open_store(
+    url: str, projections=(), *, max_batch: int = 256, max_wait: float = 0.0, **postgres_options
+) -> EventStore:
+    """The store backend for ``url`` (``sqlite://…`` or ``postgresql://…``), not yet opened.
+
+    ``postgres_options`` (``migrate``, ``pool_min``, ``pool_max``, ``connect_timeout``,
+    ``command_timeout``) apply to PostgreSQL only.
+    """
     if url.startswith("sqlite:"):
         from .sqlite import SqliteEventStore
 
@@ -27,7 +33,7 @@ def open_store(url: str, projections=(), *, max_batch: int = 256, max_wait: floa
     if url.startswith(("postgresql:", "postgres:")):
         from .postgres import PostgresEventStore
 
-        return PostgresEventStore(url, projections, max_batch=max_batch, max_wait=max_wait)
+        return PostgresEventStore(url, projections, max_batch=max_batch, max_wait=max_wait, **postgres_options)
     raise ValueError(f"unsupported store URL scheme: {url.split(':', 1)[0]!r} (use sqlite:// or postgresql://)")
 
 

@@ -17,7 +17,7 @@ from joserfc.jwk import KeySet
 from app.config import Config, ConfigError, load_config
 from app.keys import KeyError_, KeyRing, read_key_file
 from eventstore import StoreError, open_store
-from eventstore.checkpoints import CHECKPOINT_TYP, CallableSigner
+from eventstore.checkpoints import CHECKPOINT_TYP
 from eventstore.migrate import grant_runtime_role, load_migrations, migrate
 from eventstore.store import EventStore
 from eventstore.verify import checkpoint_records, export_lines, read_checkpoints_file, verify
@@ -25,9 +25,9 @@ from eventstore.verify import checkpoint_records, export_lines, read_checkpoints
 DEFAULT_CONFIG = os.environ.get("BATON_CONFIG", "baton.toml")
 
 
-def keyring_signer(ring: KeyRing) -> CallableSigner:
+def keyring_signer(ring: KeyRing) -> KeyRingSigner:
     """Adapt the application's key ring to the checkpoint :class:`~eventstore.checkpoints.Signer`."""
-    return CallableSigner(ring.kid, lambda payload: ring.sign(msgspec.json.decode(payload), typ=CHECKPOINT_TYP))
+    return KeyRingSigner(lambda: ring, CHECKPOINT_TYP)
 
 
 def _verification_keys(config: Config, jwks: str | None) -> KeySet:
