@@ -15,7 +15,7 @@ import msgspec
 from joserfc.jwk import KeySet
 
 from app.config import Config, ConfigError, load_config
-from app.keys import KeyError_, KeyRing, read_key_file
+from app.keys import KeyError_, KeyRing, KeyRingSigner, read_key_file
 from eventstore import StoreError, open_store
 from eventstore.checkpoints import CHECKPOINT_TYP
 from eventstore.migrate import grant_runtime_role, load_migrations, migrate
