@@ -16,6 +16,7 @@ from .admin import admin_revoke
 from .config import Config
 from .endpoints import introspection_endpoint, json_response, revocation_endpoint, token_endpoint
 from .middleware import RequestContextMiddleware
+from .openapi import openapi_endpoint
 from .runtime import Runtime
 from .wellknown import discovery, healthz, jwks, metrics, readyz
 
@@ -45,6 +46,7 @@ def routes(config: Config) -> list[BaseRoute]:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/openapi.json", openapi_endpoint, methods=["GET"]),
     ]
     if config.demo:
         from .demo_idp import demo_idp_app
