@@ -43,6 +43,8 @@ class ServerConfig(_Section):
     keep_alive_timeout: Annotated[float, msgspec.Meta(gt=0)] = 5.0
     read_timeout: Annotated[float, msgspec.Meta(gt=0)] = 10.0
     graceful_timeout: Annotated[float, msgspec.Meta(ge=0)] = 10.0
+    #: on SIGTERM/SIGINT, /readyz answers 503 for this long (still serving) before the listener closes
+    drain_seconds: Annotated[float, msgspec.Meta(ge=0, le=300)] = 0.0
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1_048_576)] = 65_536
     trust_forwarded_for: bool = False
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -115,8 +116,25 @@ def _serve_here(
 
     _check_listen(hc)
     app = create_app(config)
+    drain = config.server.drain_seconds
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+
+        async def drain_then_stop() -> None:
+            # readiness drops first (load balancers stop sending), then hypercorn stops accepting
+            # and finishes in-flight requests within graceful_timeout
+            await stop.wait()
+            app.state.runtime.draining = True
+            await asyncio.sleep(drain)
+
+        await hypercorn_serve(app, hc, shutdown_trigger=drain_then_stop)  # type: ignore[arg-type]
+
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(hypercorn_serve(app, hc))  # type: ignore[arg-type]
+        runner.run(run())
 
 
 def fail(message: str, code: int = 2) -> int:
