@@ -156,6 +156,9 @@ class RedisCache:
             )
         except _Unavailable:
             return await self._local.add(key, ttl)
+        if created:
+            # remembered here too: if Redis goes down, this instance still refuses what it saw
+            await self._local.add(key, ttl)
         return bool(created)
 
     async def rate_limit(self, key: str, rate: float, burst: int) -> float:
