@@ -38,7 +38,9 @@ NOTIFY_CHANNEL = "baton_events"
 
 def is_transient(exc: BaseException) -> bool:
     """True for failures of the connection or the server, as opposed to bad SQL or data."""
-    if isinstance(exc, (OSError, TimeoutError, asyncpg.InterfaceError)):
+    # InternalClientError: a pooled connection left mid-operation when its backend was terminated
+    # ("cannot switch to state …; another operation is in progress")
+    if isinstance(exc, (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError)):
         return True
     if isinstance(exc, asyncpg.PostgresError):
         return str(getattr(exc, "sqlstate", "") or "")[:2] in _TRANSIENT_CLASSES
