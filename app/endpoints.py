@@ -48,8 +48,19 @@ def error_response(error: OAuthError) -> Response:
 
 
 def client_address(request: Request) -> str | None:
-    """The caller's address (the direct peer; proxies are not trusted by default)."""
-    return request.client.host if request.client else None
+    """The caller's address: the direct peer, or behind a trusted proxy the address it saw.
+
+    With ``server.trust_forwarded_for`` the last ``X-Forwarded-For`` entry is used: it is
+    the one the proxy in front of Baton appended; earlier entries are the caller's to forge.
+    """
+    peer = request.client.host if request.client else None
+    runtime: Runtime = request.app.state.runtime
+    if runtime.config.server.trust_forwarded_for:
+        forwarded = request.headers.get("x-forwarded-for", "")
+        hops = [h.strip() for h in forwarded.split(",") if h.strip()]
+        if hops:
+            return hops[-1][:64]
+    return peer
 
 
 async def _authenticate(runtime: Runtime, request: Request, form: Form, ctx: DenialContext) -> ClientConfig:

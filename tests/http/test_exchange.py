@@ -196,3 +196,18 @@ async def test_health_and_readiness(baton):
     assert (await baton.http.get("/healthz")).json() == {"status": "ok"}
     ready = (await baton.http.get("/readyz")).json()
     assert ready["status"] == "ready" and ready["store"] == "ok" and ready["cache"] == "ok"
+
+
+async def test_source_address_behind_a_trusted_proxy(tmp_path):
+    """With trust_forwarded_for, the event records the proxy-appended (last) X-Forwarded-For hop."""
+    async with make_harness(tmp_path, server={"trust_forwarded_for": True}) as baton:
+        await baton.exchange(baton.user_token(), audience="orders", headers={"X-Forwarded-For": "6.6.6.6, 10.1.2.3"})
+        (event,) = await baton.events("TokenExchanged")
+        assert event.source_address == "10.1.2.3"
+
+
+async def test_forwarded_for_ignored_by_default(baton):
+    """Without trust_forwarded_for a caller cannot choose the recorded address."""
+    await baton.exchange(baton.user_token(), audience="orders", headers={"X-Forwarded-For": "6.6.6.6"})
+    (event,) = await baton.events("TokenExchanged")
+    assert event.source_address != "6.6.6.6"
