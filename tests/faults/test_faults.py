@@ -50,7 +50,7 @@ async def test_graceful_shutdown(tmp_path) -> None:
 
 
 async def test_slow_clients_and_huge_headers_are_cut_off(tmp_path) -> None:
-    """A client that stops mid-request is disconnected after read_timeout; 64 KiB of headers is refused."""
+    """A client that stops mid-request is disconnected within read_timeout + keep_alive_timeout; 64 KiB of headers is refused."""
     result = await run_scenario("slow-clients", 1, tmp_path)
     assert result.ok, result.facts
 
