@@ -791,11 +791,17 @@ CASES: list[Case] = [
 ]
 
 
+def _fetch_rule(case: Case) -> str:
+    if case.max_fetches == 0:
+        return "none at all"
+    return ", ".join(f"none to {h}" for h in case.untouched)
+
+
 def rows() -> list[dict[str, Any]]:
     """The catalogue as plain rows (for the documentation table)."""
     return [
         {"id": c.id, "category": c.category, "description": c.description, "status": c.status, "error": c.error,
-         "reason": c.reason, "cve": c.cve or ""}
+         "reason": c.reason, "cve": c.cve or "", "fetches": _fetch_rule(c)}
         for c in CASES
     ]
 
