@@ -113,7 +113,8 @@ def _claims_bytes(w: World, text: str) -> bytes:
 
 
 def _mint(**claims: Any) -> TokenMaker:
-    return lambda w: w.token(**claims)
+    """A user token with ``claims`` overridden; callables are evaluated when the case runs (times)."""
+    return lambda w: w.token(**{k: v() if callable(v) else v for k, v in claims.items()})
 
 
 def _mint_raw(fn: Callable[[World], dict[str, Any]]) -> TokenMaker:
@@ -323,15 +324,15 @@ TOKEN_ATTACKS: list[TokenAttack] = [
                 lambda w: sign_raw(_header(w), w.claims(), new_key("ES256")), "bad_signature"),
     # claims
     TokenAttack("exp-missing", "claims", "no `exp`", _mint(exp=None), "bad_claim"),
-    TokenAttack("exp-past", "claims", "`exp` an hour ago", _mint(exp=int(time.time()) - 3600), "expired"),
+    TokenAttack("exp-past", "claims", "`exp` an hour ago", _mint(exp=lambda: int(time.time()) - 3600), "expired"),
     TokenAttack("exp-absurd", "claims", "`exp = 1e20`", _mint(exp=1e20), "lifetime_too_long"),
-    TokenAttack("exp-far", "claims", "`exp` ten years ahead", _mint(exp=int(time.time()) + 10 * 365 * 86400),
+    TokenAttack("exp-far", "claims", "`exp` ten years ahead", _mint(exp=lambda: int(time.time()) + 10 * 365 * 86400),
                 "lifetime_too_long"),
     TokenAttack("exp-string", "claims", "`exp` as a string",
                 _mint_raw(lambda w: w.claims(exp=str(int(time.time()) + 60))), "bad_claim"),
     TokenAttack("exp-bool", "claims", "`exp: true`", _mint(exp=True), "bad_claim"),
-    TokenAttack("nbf-future", "claims", "`nbf` an hour ahead", _mint(nbf=int(time.time()) + 3600), "not_yet_valid"),
-    TokenAttack("iat-future", "claims", "`iat` an hour ahead", _mint(iat=int(time.time()) + 3600),
+    TokenAttack("nbf-future", "claims", "`nbf` an hour ahead", _mint(nbf=lambda: int(time.time()) + 3600), "not_yet_valid"),
+    TokenAttack("iat-future", "claims", "`iat` an hour ahead", _mint(iat=lambda: int(time.time()) + 3600),
                 "issued_in_future"),
     TokenAttack("nbf-string", "claims", "`nbf` as a string", _mint(nbf="0"), "bad_claim"),
     TokenAttack("iat-string", "claims", "`iat` as a string", _mint(iat="1700000000"), "bad_claim"),
@@ -417,7 +418,7 @@ TOKEN_ATTACKS: list[TokenAttack] = [
     TokenAttack("revoked-subject", "policy", "token of a subject revoked after it was issued",
                 _revoked_subject, "revoked"),
     TokenAttack("expires-within-leeway", "policy", "token expired 5 s ago (inside leeway): no lifetime to pass on",
-                _mint(exp=int(time.time()) - 5), "expired",
+                _mint(exp=lambda: int(time.time()) - 5), "expired",
                 subject_reason="subject_expired", actor_reason="subject_expired"),
 ]
 
