@@ -119,7 +119,7 @@ class TokenExchanger:
             # one round trip for both limits: the subject is known only now
             subject_key = f"s:{client.client_id}:{subject.token.issuer}:{subject.token.subject}"
             await self._rate_limit([client_bucket, (subject_key, client.subject_rate, max(client.subject_burst, 1))])
-        actor = await self._actor(actor_token, actor_type, ctx) if actor_token else None
+        actor = await self._actor(actor_token, actor_type, client, ctx) if actor_token else None
 
         kind = self._policy.exchange_kind(client, actor is not None)
         prior_act = subject.token.claims.get("act")
@@ -232,33 +232,36 @@ class TokenExchanger:
         ctx.subject_jti = _str_or_none(validated.claims.get("jti"))
         self._policy.check_subject_issuer(client, validated.issuer, validated.local)
         if validated.local:
-            row = await self._own_token_lineage(validated, "subject")
-            if client.client_id != row.client_id and client.client_id not in row.audience:
-                raise invalid_request(
-                    "this Baton token may be exchanged only by the client it was issued to or its audience",
-                    reason="subject_not_presentable",
-                )
+            row = await self._own_token_lineage(validated, "subject", client)
             return _Subject(validated, row)
         await self._check_subject_revocation(validated, "subject")
         return _Subject(validated, None)
 
-    async def _actor(self, token: str, token_type: str | None, ctx: DenialContext) -> ValidatedToken:
+    async def _actor(
+        self, token: str, token_type: str | None, client: ClientConfig, ctx: DenialContext
+    ) -> ValidatedToken:
         kind = _token_kind(token_type or "", "actor_token_type")
         validated = await self._validate(token, kind, "actor_token")
         ctx.actor_sub = validated.subject
         if validated.local:
-            await self._own_token_lineage(validated, "actor")
+            await self._own_token_lineage(validated, "actor", client)
         else:
             await self._check_subject_revocation(validated, "actor")
         return validated
 
-    async def _own_token_lineage(self, token: ValidatedToken, role: str) -> LineageRow:
+    async def _own_token_lineage(self, token: ValidatedToken, role: str, client: ClientConfig) -> LineageRow:
+        """A Baton token's lineage: known, not revoked, and presented by its client or its audience."""
         jti = token.claims.get("jti")
         row = await self._read(self._lineage.get(jti)) if isinstance(jti, str) else None
         if row is None:
             raise invalid_request(f"{role} token is not known to Baton", reason=f"{role}_unknown")
         if row.revoked:
             raise invalid_request(f"{role} token has been revoked", reason=f"{role}_revoked")
+        if client.client_id != row.client_id and client.client_id not in row.audience:
+            raise invalid_request(
+                f"this Baton {role} token may be presented only by the client it was issued to or its audience",
+                reason=f"{role}_not_presentable",
+            )
         return row
 
     async def _check_subject_revocation(self, token: ValidatedToken, role: str) -> None:

@@ -197,3 +197,15 @@ async def test_cli_revoke_reaches_a_running_instance(baton, tmp_path):
     assert (await introspect(baton, a))["active"] is True
     (event,) = await baton.events("TokenRevoked")
     assert event.by.startswith("operator:") and event.reason == "test"
+
+
+async def test_baton_actor_token_presented_by_a_stranger(baton):
+    """A Baton token used as actor_token must come from its client or its audience, like a subject token."""
+    a, _, _ = await chain(baton)  # a: issued to frontend for billing
+    response = await baton.exchange(baton.user_token(), client="poster", audience="orders",
+                                    actor_token=a, actor_token_type=TT_ACCESS_TOKEN)
+    assert response.status_code == 400 and response.json()["error"] == "invalid_request"
+    assert (await baton.events("ExchangeDenied"))[-1].reason == "actor_not_presentable"
+    own = await baton.exchange(baton.user_token(), client="frontend", audience="orders",
+                               actor_token=a, actor_token_type=TT_ACCESS_TOKEN)
+    assert own.status_code == 200, own.text
