@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 
 import pytest
@@ -211,3 +212,39 @@ async def test_forwarded_for_ignored_by_default(baton):
     await baton.exchange(baton.user_token(), audience="orders", headers={"X-Forwarded-For": "6.6.6.6"})
     (event,) = await baton.events("TokenExchanged")
     assert event.source_address != "6.6.6.6"
+
+
+async def test_private_key_jwt_client_authentication(tmp_path):
+    """RFC 7523: a signed client assertion authenticates; the same assertion twice is refused (single-use jti)."""
+    import uuid
+
+    from joserfc.jwk import ECKey
+
+    from app.config import config_from_dict
+    from app.types import CLIENT_ASSERTION_TYPE_JWT, GRANT_TOKEN_EXCHANGE
+    from tests.support.fake_issuer import FakeIssuer
+    from tests.support.harness import Harness, base_config
+
+    key = ECKey.generate_key("P-256", private=True, auto_kid=True)
+    idp = FakeIssuer("https://idp.test")
+    raw = base_config(tmp_path, idp)
+    raw["clients"].append({
+        "client_id": "signer", "auth_method": "private_key_jwt",
+        "jwks": {"keys": [dict(key.as_dict(private=False), kid=key.kid)]},
+        "audiences": ["orders"], "scopes": ["orders:read"], "impersonation": True,
+    })
+    async with Harness(config_from_dict(raw), idp) as baton:
+        now = int(time.time())
+        claims = {"iss": "signer", "sub": "signer", "aud": f"{BATON}/token", "iat": now, "exp": now + 60,
+                  "jti": uuid.uuid4().hex}
+        assertion = jws.serialize_compact({"alg": "ES256", "kid": key.kid, "typ": "JWT"},
+                                          json.dumps(claims).encode(), key)
+        form = {"grant_type": GRANT_TOKEN_EXCHANGE, "subject_token": baton.user_token(),
+                "subject_token_type": TT_ACCESS_TOKEN, "audience": "orders",
+                "client_assertion_type": CLIENT_ASSERTION_TYPE_JWT, "client_assertion": assertion}
+        first = await baton.http.post("/token", data=form)
+        assert first.status_code == 200, first.text
+        assert decode_claims(first.json()["access_token"])["client_id"] == "signer"
+        replay = await baton.http.post("/token", data={**form, "subject_token": baton.user_token()})
+        assert replay.status_code == 401 and replay.json()["error"] == "invalid_client"
+        assert (await baton.events("ClientAuthFailed"))[-1].reason == "assertion_replayed"
