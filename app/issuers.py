@@ -239,7 +239,7 @@ class KeyCache:
             if raw is None:
                 return current
             stored = msgspec.json.decode(raw)
-            if current is not None and stored["fetched_at"] <= current.fetched_at:
+            if current is not None and stored["fetched_at"] < current.fetched_at:
                 return current
             entry = _Entry(
                 jwks=stored["jwks"],
