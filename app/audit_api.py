@@ -194,13 +194,13 @@ def audit_routes(store: EventStore, authorize: Authorize) -> list[Route]:
             after = _int(request, "after", 0) or 0
             limit = _int(request, "limit", None)
             try:
-                q.check_page(after, limit or q.DEFAULT_LIMIT)
+                q.check_page(after, q.DEFAULT_LIMIT if limit is None else limit)
             except ValueError as exc:
                 raise BadRequest(str(exc)) from None
             if limit is None and fmt != "json":
                 await q.LIST_QUERIES[query](store, **kwargs, after=after, limit=1)  # fail before streaming starts
                 return StreamingResponse(_stream(store, query, fmt, kwargs, after), headers=NO_STORE, media_type=MEDIA[fmt])
-            page = await q.LIST_QUERIES[query](store, **kwargs, after=after, limit=limit or q.DEFAULT_LIMIT)
+            page = await q.LIST_QUERIES[query](store, **kwargs, after=after, limit=q.DEFAULT_LIMIT if limit is None else limit)
             headers = {**NO_STORE, **_next_link(request, page["next"])}
             return Response(_body(fmt, query, page), 200, headers, MEDIA[fmt])
 

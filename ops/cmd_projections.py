@@ -58,7 +58,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     async def body(config: Config) -> int:
         async def work(store: EventStore) -> int:
             for name in names:
-                bar = ProgressBar(f"replay {name}")
+                bar = ProgressBar(f"replay {name}", sys.stderr)  # the current stderr, not the one at import
                 if name in inline:
                     from projections.rebuild import rebuild_inline
 
