@@ -206,6 +206,10 @@ class ClientAuthenticator:
         if normalized_typ(parsed.header) not in ASSERTION_TYPS:
             raise TokenRejected("wrong_type", "typ is not accepted for a client assertion")
         claims = parsed.claims
+        # RFC 7523bis (after the 2025 audience-injection reports): a single string naming this
+        # server, never a list that an attacker-controlled party could also be in
+        if not isinstance(claims.get("aud"), str):
+            raise TokenRejected("wrong_audience", "a client assertion's aud must be one string naming Baton")
         check_audience(claims, sorted(self._audiences | {endpoint_url}))
         check_time_claims(claims, now=self._clock(), leeway=self._config.tokens.leeway, max_lifetime=MAX_ASSERTION_LIFETIME)
         jti = claims.get("jti")

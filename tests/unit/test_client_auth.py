@@ -203,11 +203,17 @@ def assertion_form(key, clock, header=None, **over) -> dict[str, str]:
     return {"client_assertion_type": CLIENT_ASSERTION_TYPE_JWT, "client_assertion": sign(head, assertion_claims(clock, **over), key)}
 
 
-@pytest.mark.parametrize("aud", [BATON, TOKEN_URL, [BATON, "other"], BATON + "/token"])
+@pytest.mark.parametrize("aud", [BATON, TOKEN_URL, BATON + "/token"])
 async def test_private_key_jwt_accepted_audiences(auth, jwt_key, clock, aud):
-    """A signed assertion whose aud holds the issuer or the token endpoint authenticates the client."""
+    """A signed assertion whose aud is the issuer or the token endpoint authenticates the client."""
     client = await auth.authenticate({}, assertion_form(jwt_key, clock, aud=aud), TOKEN_URL)
     assert client.client_id == "jwt-client"
+
+
+@pytest.mark.parametrize("aud", [[BATON], [BATON, "https://other.example"]])
+async def test_private_key_jwt_audience_list_refused(auth, jwt_key, clock, aud):
+    """RFC 7523bis: aud must be one string; a list (even one naming Baton) is refused (audience injection)."""
+    await refused("wrong_audience", auth, form=assertion_form(jwt_key, clock, aud=aud))
 
 
 async def test_private_key_jwt_with_client_id_in_form(auth, jwt_key, clock):
