@@ -95,6 +95,17 @@ class SigningConfig(_Section):
 
     algorithm: SigningAlgorithm = "ES256"
     keys: str = "baton-data/signing-keys.json"
+    #: automatic schedule: add a next key when the active one is this many days old (0 = manual only)
+    rotate_days: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    #: seconds a next key is published before it may sign; JWKS max-age is derived from it
+    promote_after: Annotated[int, msgspec.Meta(ge=2)] = 3600
+    #: seconds between checks of the key file for changes made by `baton keys` or another instance
+    reload_seconds: Annotated[float, msgspec.Meta(gt=0, le=60)] = 2.0
+
+    def jwks_max_age(self) -> int:
+        """``Cache-Control: max-age`` of ``/jwks``: short enough that every cache has seen a next key
+        (published within ``reload_seconds`` on every instance) before ``promote_after`` lets it sign."""
+        return max(1, min(300, int((self.promote_after - self.reload_seconds) / 2)))
 
 
 class TokensConfig(_Section):
@@ -261,6 +272,8 @@ def _check(config: Config) -> Config:
         reserved = sorted(targets & RESERVED_CLAIMS)
         if reserved:
             raise ConfigError(f"audiences[{i}].claims: may not write reserved claims {reserved}")
+    if config.signing.promote_after <= 2 * config.signing.reload_seconds:
+        raise ConfigError("signing.promote_after: must exceed twice signing.reload_seconds")
     if config.cache.jwks_min_ttl > config.cache.jwks_max_ttl:
         raise ConfigError("cache.jwks_min_ttl: larger than cache.jwks_max_ttl")
     return config
