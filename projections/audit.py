@@ -83,12 +83,14 @@ SCHEMA = [
         actor_sub TEXT NOT NULL,
         PRIMARY KEY (position, nesting)
     )""",
-    "CREATE INDEX IF NOT EXISTS audit_exchange_actors_actor ON audit_exchange_actors (actor_sub, actor_iss, position)",
+    "CREATE INDEX IF NOT EXISTS audit_exchange_actors_sub ON audit_exchange_actors (actor_sub, position)",
+    "CREATE INDEX IF NOT EXISTS audit_exchange_actors_iss_sub ON audit_exchange_actors (actor_sub, actor_iss, position)",
     """CREATE TABLE IF NOT EXISTS audit_exchange_audiences (
         audience TEXT NOT NULL,
         position BIGINT NOT NULL,
         PRIMARY KEY (audience, position)
     )""",
+    "CREATE INDEX IF NOT EXISTS audit_exchange_audiences_position ON audit_exchange_audiences (position)",
     """CREATE TABLE IF NOT EXISTS audit_denied (
         position BIGINT PRIMARY KEY,
         at DOUBLE PRECISION NOT NULL,
@@ -248,8 +250,11 @@ class _Batch:
              e.issued_jti, e.parent_jti, e.root_jti, e.depth, _join(e.audience), _join(e.resource),
              _join(e.scope), e.issued_at, e.expires_at, e.source_address)
         )  # fmt: skip
-        for nesting, (iss, sub) in enumerate(exchange_actors(e)):
-            self.actors.append((position, nesting, iss, sub))
+        seen: set[tuple[str, str]] = set()
+        for nesting, actor in enumerate(exchange_actors(e)):
+            if actor not in seen:  # one row per distinct actor, at its outermost place
+                seen.add(actor)
+                self.actors.append((position, nesting, *actor))
         for audience in dict.fromkeys(e.audience):
             self.audiences.append((audience, position))
         self.subject(e.subject_iss, e.subject_sub, position, e.at).exchanges += 1

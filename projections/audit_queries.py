@@ -120,13 +120,19 @@ class _Where:
 
     def eq(self, column: str, value: Any) -> None:
         if value is not None:
-            self.add(f"{column} = {{}}", value)
+            self.add(f"e.{column} = {{}}", value)
 
     def time_range(self, since: float | None, until: float | None) -> None:
         if since is not None:
-            self.add("at >= {}", since)
+            self.add("e.at >= {}", since)
         if until is not None:
-            self.add("at < {}", until)
+            self.add("e.at < {}", until)
+
+    def eqs(self, **columns: Any) -> _Where:
+        """``column = value`` for each value that is not None."""
+        for column, value in columns.items():
+            self.eq(column, value)
+        return self
 
     def sql(self) -> str:
         return " AND ".join(self.clauses) if self.clauses else "1 = 1"
@@ -134,19 +140,30 @@ class _Where:
 
 async def _page(
     store: EventStore,
-    table: str,
+    source: str,
     columns: Sequence[str],
     where: _Where,
     after: int,
     limit: int,
     to_item: Callable[[dict[str, Any]], dict[str, Any]],
+    drive: str = "e",
 ) -> dict[str, Any]:
+    """One page from ``source`` (the view aliased ``e``, maybe joined), ordered by ``drive``'s position.
+
+    The cursor and the order are on the driving table so the database walks
+    its index in position order and stops after ``limit`` rows.
+    """
     check_page(after, limit)
-    where.add("position > {}", after)
-    sql = f"SELECT {', '.join(columns)} FROM {table} WHERE {where.sql()} ORDER BY position LIMIT {where.arg(limit + 1)}"
+    where.add(f"{drive}.position > {{}}", after)
+    select = ", ".join(f"e.{c}" for c in columns)
+    sql = f"SELECT {select} FROM {source} WHERE {where.sql()} ORDER BY {drive}.position LIMIT {where.arg(limit + 1)}"
     rows = await store.fetch(sql, *where.args)
-    items = [to_item(dict(zip(columns, row))) for row in rows[:limit]]
-    return {"items": items, "next": items[-1]["position"] if len(rows) > limit else None}
+    items: list[dict[str, Any]] = []
+    for row in rows[:limit]:
+        # an actor named twice in one chain under different issuers joins twice
+        if not items or items[-1]["position"] != row[0]:
+            items.append(to_item(dict(zip(columns, row))))
+    return {"items": items, "next": int(rows[limit - 1][0]) if len(rows) > limit else None}
 
 
 def _split(value: str | None) -> list[str]:
@@ -189,20 +206,22 @@ async def exchanges(
     limit: int = DEFAULT_LIMIT,
 ) -> dict[str, Any]:
     """Token exchanges, filtered by subject, any actor in the chain, client, audience, kind, jti, time."""
-    where = _Where()
-    where.eq("subject_sub", subject_sub)
-    where.eq("subject_iss", subject_iss)
-    where.eq("client_id", client_id)
-    where.eq("kind", kind)
-    where.eq("issued_jti", jti)
+    where = _Where().eqs(
+        subject_sub=subject_sub, subject_iss=subject_iss, client_id=client_id, kind=kind, issued_jti=jti
+    )
     where.time_range(since, until)
-    if actor_sub is not None:
-        actor = "actor_sub = {}" + (" AND actor_iss = {}" if actor_iss is not None else "")
-        values = (actor_sub,) if actor_iss is None else (actor_sub, actor_iss)
-        where.add(f"position IN (SELECT position FROM audit_exchange_actors WHERE {actor})", *values)
+    source, drive = "audit_exchanges e", "e"
     if audience is not None:
-        where.add("position IN (SELECT position FROM audit_exchange_audiences WHERE audience = {})", audience)
-    return await _page(store, "audit_exchanges", EXCHANGE_COLUMNS, where, after, limit, exchange_item)
+        source += " JOIN audit_exchange_audiences au ON au.position = e.position"
+        where.add("au.audience = {}", audience)
+        drive = "au"
+    if actor_sub is not None:
+        source += " JOIN audit_exchange_actors a ON a.position = e.position"
+        where.add("a.actor_sub = {}", actor_sub)
+        if actor_iss is not None:
+            where.add("a.actor_iss = {}", actor_iss)
+        drive = "a"
+    return await _page(store, source, EXCHANGE_COLUMNS, where, after, limit, exchange_item, drive)
 
 
 DENIED_COLUMNS = (
@@ -232,14 +251,11 @@ async def denied(
     limit: int = DEFAULT_LIMIT,
 ) -> dict[str, Any]:
     """Refused exchanges and failed client authentications, with their reasons."""
-    where = _Where()
-    where.eq("subject_sub", subject_sub)
-    where.eq("subject_iss", subject_iss)
-    where.eq("client_id", client_id)
-    where.eq("reason", reason)
-    where.eq("event", event)
+    where = _Where().eqs(
+        subject_sub=subject_sub, subject_iss=subject_iss, client_id=client_id, reason=reason, event=event
+    )
     where.time_range(since, until)
-    return await _page(store, "audit_denied", DENIED_COLUMNS, where, after, limit, _denied_item)
+    return await _page(store, "audit_denied e", DENIED_COLUMNS, where, after, limit, _denied_item)
 
 
 REVOCATION_COLUMNS = (
@@ -270,14 +286,11 @@ async def revocations(
     limit: int = DEFAULT_LIMIT,
 ) -> dict[str, Any]:
     """Revocations of tokens, subjects and clients."""
-    where = _Where()
-    where.eq("kind", kind)
-    where.eq("jti", jti)
-    where.eq("subject_sub", subject_sub)
-    where.eq("subject_iss", subject_iss)
-    where.eq("client_id", client_id)
+    where = _Where().eqs(
+        kind=kind, jti=jti, subject_sub=subject_sub, subject_iss=subject_iss, client_id=client_id
+    )
     where.time_range(since, until)
-    return await _page(store, "audit_revocations", REVOCATION_COLUMNS, where, after, limit, _revocation_item)
+    return await _page(store, "audit_revocations e", REVOCATION_COLUMNS, where, after, limit, _revocation_item)
 
 
 LIST_QUERIES = {"exchanges": exchanges, "denied": denied, "revocations": revocations}
@@ -426,7 +439,7 @@ async def token_tree(store: EventStore, jti: str, *, max_nodes: int = MAX_TREE_N
     down to ``jti`` holds only the ancestors (not their other branches).
     """
     cols = ", ".join(_TREE_COLUMNS)
-    rows = await store.fetch(f"SELECT {cols} FROM audit_exchanges WHERE issued_jti = $1 ORDER BY position LIMIT 1", jti)
+    rows = await store.fetch(f"SELECT {cols} FROM audit_exchanges WHERE issued_jti = $1", jti)
     if not rows:
         return None
     token = _node(rows[0])
@@ -436,7 +449,7 @@ async def token_tree(store: EventStore, jti: str, *, max_nodes: int = MAX_TREE_N
         parent = chain[0]["parent_jti"]
         seen.add(parent)
         found = await store.fetch(
-            f"SELECT {cols} FROM audit_exchanges WHERE issued_jti = $1 ORDER BY position LIMIT 1", parent
+            f"SELECT {cols} FROM audit_exchanges WHERE issued_jti = $1", parent
         )
         if not found:
             break

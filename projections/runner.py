@@ -322,11 +322,11 @@ class ProjectionRunner:
         unsubscribe = await _subscribe(self.store, self.wake)
         try:
             while not stop.is_set():
+                self._wake.clear()  # before catching up: a notification arriving meanwhile is kept
                 try:
                     await self.catch_up()
                 except StoreError as exc:  # database down: keep the checkpoint, retry after a poll
                     log.warning("projection runner: %s", exc)
-                self._wake.clear()
                 waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
                 await asyncio.wait(waiters, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED)
                 for waiter in waiters:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from projections import audit_queries as q
@@ -189,3 +190,22 @@ def test_parse_time_accepts_rfc3339_and_epoch():
     assert q.parse_time("2027-01-15T08:00:00") == T0
     with pytest.raises(ValueError):
         q.parse_time("yesterday")
+
+
+async def test_actor_named_twice_in_a_chain_lists_the_exchange_once(store):
+    """An actor repeated in one `act` chain (same or another issuer) yields the exchange once, pages intact."""
+    w = Workload()
+    root = w.exchange()
+    middle = w.exchange(parent=root, actor="svc-x")
+    again = w.exchange(parent=middle, actor="svc-x")
+    chain = {"sub": "svc-x", "iss": "https://a", "act": {"sub": "svc-x", "iss": "https://b"}}
+    two_issuers = msgspec.structs.replace(w.exchange(parent=root, actor="svc-x"), act=chain)
+    await append(store, [root, middle, again, two_issuers])
+    runner = ProjectionRunner(store, [AuditProjection()])
+    await runner.setup()
+    await runner.catch_up()
+    assert jtis(await q.exchanges(store, actor_sub="svc-x")) == [again.parent_jti, again.issued_jti, two_issuers.issued_jti]
+    first = await q.exchanges(store, actor_sub="svc-x", limit=2)
+    rest = await q.exchanges(store, actor_sub="svc-x", after=first["next"], limit=2)
+    assert jtis(first) + jtis(rest) == [again.parent_jti, again.issued_jti, two_issuers.issued_jti]
+    assert jtis(await q.exchanges(store, actor_sub="svc-x", actor_iss="https://b")) == [two_issuers.issued_jti]

@@ -229,3 +229,24 @@ async def test_run_loop_follows_new_events_and_wakes_on_notify(store):
     assert status.checkpoint == 2
     assert status.lease_owner is None  # released on stop
     assert wrapped.unlistened
+
+
+async def test_postgres_notify_wakes_the_runner(store):
+    """On PostgreSQL an append's NOTIFY wakes a runner whose poll interval is an hour."""
+    if not hasattr(store, "listen"):
+        pytest.skip("this backend has no LISTEN/NOTIFY; the runner polls")
+    runner = ProjectionRunner(store, [AuditProjection()], poll_interval=3600)
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    for _ in range(500):  # the first catch-up has run once the lease is taken
+        if (await projection_status(store, ["audit"]))[0].lease_owner == runner.owner:
+            break
+        await asyncio.sleep(0.01)
+    await _chain_events(store, 1)
+    for _ in range(500):
+        if (await projection_status(store, ["audit"]))[0].checkpoint == 1:
+            break
+        await asyncio.sleep(0.01)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert (await projection_status(store, ["audit"]))[0].checkpoint == 1
