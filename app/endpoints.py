@@ -25,9 +25,10 @@ from .exchange import DenialContext
 from .forms import Form, read_form
 from .issuers import ValidatedToken
 from .jose_strict import TokenRejected, parse_compact
-from .metrics import EXCHANGES, RATE_LIMITED, STORE_ERRORS
+from .metrics import EXCHANGES, RATE_LIMITED, STORE_ERRORS, note_store_error
 from .revocation import revoke_token
 from .runtime import Runtime
+from .types import GRANT_TOKEN_EXCHANGE
 
 log = structlog.get_logger("baton")
 _json = msgspec.json.Encoder()
@@ -45,6 +46,13 @@ def error_response(error: OAuthError) -> Response:
     return json_response(
         {"error": error.error, "error_description": error.description}, error.status, error.headers
     )
+
+
+def grant_label(grant_type: str | None) -> str | None:
+    """The grant type for logs: the one Baton knows by name, anything else (caller-controlled) as ``other``."""
+    if grant_type is None:
+        return None
+    return "token-exchange" if grant_type == GRANT_TOKEN_EXCHANGE else "other"
 
 
 def client_address(request: Request) -> str | None:
@@ -83,6 +91,8 @@ def oauth_endpoint(name: str, handler: Handler) -> Callable[[Request], Awaitable
         request_id: str = request.scope.get("state", {}).get("request_id", "")
         try:
             form = await read_form(request, runtime.config.server.max_body_bytes)
+            if name == "token":
+                request.scope.setdefault("state", {})["grant_type"] = grant_label(form.get("grant_type"))
             client = await _authenticate(runtime, request, form, ctx)
             response = await handler(runtime, request, form, client, ctx)
             request.scope.setdefault("state", {})["client_id"] = client.client_id
@@ -93,6 +103,7 @@ def oauth_endpoint(name: str, handler: Handler) -> Callable[[Request], Awaitable
             request.scope.setdefault("state", {}).update(client_id=ctx.client_id, reason=exc.reason)
             if exc.status == 503:
                 STORE_ERRORS.inc()
+                note_store_error(runtime.store, "request")
             elif exc.status == 429:
                 RATE_LIMITED.inc()
             if name == "token":

@@ -113,6 +113,10 @@ class KeyRing:
         header = self._header if typ == "at+jwt" else {**self._header, "typ": typ}
         return jws.serialize_compact(header, _json.encode(claims), self._signer, algorithms=[self.alg])
 
+    def private_keys(self) -> list[Jwk]:
+        """The key file's entries, lifecycle markers included (never log or publish these)."""
+        return list(self._private)
+
     def verification_keys(self) -> KeySet:
         """Public keys for verifying Baton's own tokens and checkpoints."""
         return self._verify_set

@@ -41,12 +41,7 @@ KEY_CACHE = Counter(
 )
 KEY_RELOADS = Counter("baton_signing_key_reloads_total", "Key-file reloads by result (ok, failed)", ["result"])
 SIGNING_KEYS = Gauge("baton_signing_keys", "Signing keys loaded by lifecycle state", ["state"])
-PROJECTION_LAG = Gauge("baton_projection_lag_events", "Events an asynchronous projection is behind the log head", ["projection"])
-
-
-def set_projection_lag(name: str, lag: int) -> None:
-    """Projection-runner hook: ``name`` is ``lag`` events behind the head."""
-    PROJECTION_LAG.labels(name).set(lag)
+# projection lag: ``baton_projection_lag_events{projection}`` is defined by projections/runner.py
 
 
 def note_store_error(store: object, where: str) -> None:

@@ -70,6 +70,7 @@ class RequestContextMiddleware:
                 path=endpoint,
                 status=status,
                 client_id=state.get("client_id"),
+                grant=state.get("grant_type"),
                 outcome="ok" if status < 400 else state.get("reason", "error"),
                 latency_ms=round(elapsed * 1000, 2),
             )

@@ -27,9 +27,11 @@ from .config import Config
 from .errors import OAuthError
 from .exchange import DenialContext, TokenExchanger
 from .issuers import IssuerRegistry
+from .key_file import KeyFileWatcher
+from .key_schedule import KeyScheduler
 from .keys import KeyRing, KeyRingSigner
 from .logs import configure_logging
-from .metrics import observe_batch
+from .metrics import observe_batch, observe_keys, watch_cache
 from .policy import Policy
 
 log = structlog.get_logger("baton")
@@ -61,7 +63,11 @@ class Runtime:
         config = self.config
         configure_logging(config.logging.level, config.logging.format)
         self.keyring = KeyRing.load_or_create(config.signing.keys, config.signing.algorithm)
+        self._adopt_keys(self.keyring)
+        self.key_watcher = KeyFileWatcher(config.signing.keys, self._adopt_keys, config.signing.reload_seconds)
+        self.key_watcher.start()
         self.cache = open_cache(config.cache)
+        watch_cache(self.cache)
         self.store = open_store(
             config.store.url,
             [LineageProjection()],
@@ -90,6 +96,10 @@ class Runtime:
             seconds=config.store.checkpoint_seconds,
         )
         self.checkpointer.start()
+        self.key_scheduler: KeyScheduler | None = None
+        if config.signing.rotate_days > 0:
+            self.key_scheduler = KeyScheduler(config, self.store)
+            self.key_scheduler.start()
         if config.demo:
             log.warning("demo_mode", message="DEMO MODE: built-in identity provider enabled; never use in production")
         log.info("baton_started", issuer=config.issuer, store=config.store.url.split(":", 1)[0], kid=self.keyring.kid)
@@ -97,12 +107,20 @@ class Runtime:
     async def stop(self) -> None:
         """Finish queued appends and close connections."""
         self.draining = True
+        await self.key_watcher.stop()
+        if self.key_scheduler is not None:
+            await self.key_scheduler.stop()
         await self.checkpointer.stop(final=True)
         for closer in (self.store.close, self.issuers.aclose, self.http.aclose, self.cache.close):
             try:
                 await closer()
             except Exception as exc:  # shutting down: report, keep closing the rest
                 log.warning("shutdown_error", component=getattr(closer, "__qualname__", "?"), error=type(exc).__name__)
+
+    def _adopt_keys(self, ring: KeyRing) -> None:
+        """Swap in a (re)loaded key ring; readers go through ``self.keyring``, so one assignment is atomic."""
+        self.keyring = ring
+        observe_keys([str(k.get("baton_state", "active")) for k in ring.private_keys()])
 
     async def record_denial(
         self, error: OAuthError, request_id: str, endpoint: str, source: str | None, ctx: DenialContext

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from eventstore import StoreError
+from eventstore.migrate import MIGRATIONS_TABLE, load_migrations
+
 from .endpoints import json_response
 from .keys import jws_alg
-from .metrics import READY, render
+from .metrics import READY, note_store_error, render
 from .runtime import Runtime
 from .types import GRANT_TOKEN_EXCHANGE
 
@@ -59,8 +63,10 @@ async def discovery(request: Request) -> Response:
 
 async def jwks(request: Request) -> Response:
     """Baton's public signing keys."""
-    body = json_response(_runtime(request).keyring.public_jwks).body
-    return Response(body, 200, {"Cache-Control": "public, max-age=300"}, "application/jwk-set+json")
+    runtime = _runtime(request)
+    body = json_response(runtime.keyring.public_jwks).body
+    max_age = runtime.config.signing.jwks_max_age()  # shorter than promote_after: caches see a next key in time
+    return Response(body, 200, {"Cache-Control": f"public, max-age={max_age}"}, "application/jwk-set+json")
 
 
 async def healthz(request: Request) -> Response:
@@ -68,18 +74,46 @@ async def healthz(request: Request) -> Response:
     return json_response({"status": "ok"})
 
 
+@functools.cache
+def _shipped_migrations() -> dict[int, str]:
+    return {m.version: m.checksum for m in load_migrations()}
+
+
+async def migration_state(store: Any) -> str:
+    """``current`` when PostgreSQL has exactly the shipped migrations, ``behind``/``mismatch`` if not, ``n/a`` for SQLite."""
+    if getattr(store, "dialect", "") != "postgresql":
+        return "n/a"  # SQLite creates its schema when it opens
+    try:
+        rows = await store.fetch(f"SELECT version, checksum FROM {MIGRATIONS_TABLE}")
+    except StoreError:
+        return "unknown"
+    applied = {int(r[0]): str(r[1]) for r in rows}
+    shipped = _shipped_migrations()
+    if applied == shipped:
+        return "current"
+    if all(shipped.get(v) == c for v, c in applied.items()):
+        return "behind"
+    return "mismatch"
+
+
 async def readyz(request: Request) -> Response:
-    """Readiness: store reachable, keys loaded; a degraded cache is reported but does not fail."""
+    """Readiness: store reachable, migrations current, keys loaded; a degraded cache is reported but does not fail."""
     runtime = _runtime(request)
     store_ok = await runtime.store.ping()
+    if not store_ok:
+        note_store_error(runtime.store, "readiness")
     cache_ok = await runtime.cache.ping()
-    ready = store_ok and not runtime.draining
+    migrations = await migration_state(runtime.store) if store_ok else "unknown"
+    keyring = getattr(runtime, "keyring", None)
+    ready = store_ok and keyring is not None and migrations in ("current", "n/a") and not runtime.draining
     READY.set(1 if ready else 0)
     body = {
         "status": "ready" if ready else "unavailable",
         "store": "ok" if store_ok else "unreachable",
         "cache": "ok" if cache_ok else "degraded",
-        "keys": runtime.keyring.kid,
+        "migrations": migrations,
+        "keys": keyring.kid if keyring is not None else "not loaded",
+        "published_keys": len(keyring.public_jwks["keys"]) if keyring is not None else 0,
         "draining": runtime.draining,
     }
     return json_response(body, 200 if ready else 503)
