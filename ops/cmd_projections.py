@@ -15,9 +15,9 @@ from typing import Any, TextIO
 import msgspec
 
 from app.config import Config
-from eventstore import EventStore
+from eventstore import EventStore, open_store
 from ops.audit_render import TABLE_COLUMNS, draw_tree, summary_text, table
-from ops.cmd_store import DEFAULT_CONFIG, ProgressBar, _read_only, _run, _with_store
+from ops.cmd_store import DEFAULT_CONFIG, ProgressBar, run_command, with_store
 from projections import audit_queries as q
 from projections.audit import AuditProjection
 from projections.runner import AsyncProjection, RebuildProgress, ensure_schema, projection_status, rebuild
@@ -77,9 +77,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 print(f"{name}: replayed {events:,} events in {seconds:.1f} s ({rate:,.0f} events/s)", file=sys.stderr)
             return 0
 
-        return await _with_store(config, work)
+        # opened with the inline projections so that their tables exist before the rebuild
+        store = open_store(config.store.url, [inline[n] for n in names if n in inline])
+        await store.open()
+        try:
+            return await work(store)
+        finally:
+            await store.close()
 
-    return _run(args, body)
+    return run_command(args, body)
 
 
 # --- projections status ------------------------------------------------------------------------------------------
@@ -107,9 +113,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             sys.stdout.write(table(columns, rows))
             return 0
 
-        return await _with_store(config, work)
+        return await with_store(config, work)
 
-    return _run(args, body)
+    return run_command(args, body)
 
 
 # --- audit -------------------------------------------------------------------------------------------------------
@@ -166,9 +172,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
             _print_page(args.query, page, args.format, sys.stdout)
             return 0
 
-        return await _with_store(config, work)
+        return await with_store(config, work)
 
-    return _run(args, body)
+    return run_command(args, body)
 
 
 # --- export ------------------------------------------------------------------------------------------------------
@@ -237,9 +243,9 @@ def cmd_export(args: argparse.Namespace) -> int:
             print(f"exported {count:,} events", file=sys.stderr)
             return 0
 
-        return await _with_store(config, work, **_read_only(config))
+        return await with_store(config, work, read_only=True)
 
-    return _run(args, body)
+    return run_command(args, body)
 
 
 # --- registration ------------------------------------------------------------------------------------------------

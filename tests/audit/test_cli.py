@@ -141,3 +141,13 @@ def test_draw_tree_branches_and_truncation():
     assert [line.split("  delegation")[0] for line in lines[:4]] == ["r", "├── x", "│   └── x1", "└── y"]
     assert lines[0].endswith("◀ this token")
     assert lines[4].startswith("… more descendants not shown")
+
+
+def test_replay_all_rebuilds_lineage_and_audit(cli, capsys):
+    """`baton replay` (all) rebuilds the inline lineage and the audit views, reporting each."""
+    run, t = cli
+    assert run("replay") == 0
+    err = capsys.readouterr().err
+    assert "lineage: replayed 6 events" in err and "audit: replayed 6 events" in err
+    assert run("audit", "exchanges", "--jti", t["c"].issued_jti, "--format", "jsonl") == 0
+    assert json.loads(capsys.readouterr().out)["depth"] == 3
