@@ -36,13 +36,26 @@ def _wait_until_serving(base_url: str, thread: threading.Thread, failure: list[B
     raise RuntimeError(f"server at {base_url} did not answer in time")
 
 
-@contextlib.contextmanager
-def run_asgi(app: Any, *, startup_timeout: float = 10.0, graceful_timeout: float = 2.0) -> Iterator[str]:
-    """Run ``app`` on ``http://127.0.0.1:<free port>`` for the duration of the block; yield the base URL."""
+def bind_free_port() -> socket.socket:
+    """A listening socket on a free 127.0.0.1 port (pass it to :func:`run_asgi` to know the URL first)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
+    return sock
+
+
+def base_url_of(sock: socket.socket) -> str:
+    """``http://127.0.0.1:<port>`` of a socket from :func:`bind_free_port`."""
+    return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@contextlib.contextmanager
+def run_asgi(
+    app: Any, *, startup_timeout: float = 10.0, graceful_timeout: float = 2.0, sock: socket.socket | None = None
+) -> Iterator[str]:
+    """Run ``app`` on ``http://127.0.0.1:<free port>`` (or on ``sock``) for the block; yield the base URL."""
+    sock = sock or bind_free_port()
     port = sock.getsockname()[1]
     config = Config()
     # hypercorn closes the descriptor it is given: hand it a duplicate and keep ours to close
