@@ -327,6 +327,8 @@ class ProjectionRunner:
                     await self.catch_up()
                 except StoreError as exc:  # database down: keep the checkpoint, retry after a poll
                     log.warning("projection runner: %s", exc)
+                except Exception:  # a failing batch rolled back; keep the runner alive and retry after a poll
+                    log.exception("projection runner: batch failed")
                 waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
                 await asyncio.wait(waiters, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED)
                 for waiter in waiters:

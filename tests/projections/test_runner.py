@@ -250,3 +250,16 @@ async def test_postgres_notify_wakes_the_runner(store):
     stop.set()
     await asyncio.wait_for(task, 5)
     assert (await projection_status(store, ["audit"]))[0].checkpoint == 1
+
+
+async def test_run_loop_survives_a_failing_batch(store):
+    """A projection that raises does not kill `run`: the batch rolls back and the loop keeps going."""
+    await _chain_events(store, 1)
+    runner = ProjectionRunner(store, [Exploding()], poll_interval=0.01)
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    await asyncio.sleep(0.1)
+    assert not task.done()
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert (await projection_status(store, ["audit"]))[0].checkpoint == 0
