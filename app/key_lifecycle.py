@@ -4,9 +4,11 @@ A *next* key is published in JWKS but does not sign yet; after ``promote_after``
 seconds every resource-server cache has seen it and it may become *active*
 (the previous active key becomes *retired*). A retired key stays published
 until every token it signed has expired (``retired_at`` + the longest token
-lifetime + leeway), then it is *removed* from the file. Every transition
-yields a :class:`KeyChange`, recorded as a ``SigningKeyRotated`` event with the
-public JWK only, so ``baton verify`` can still find keys that left the file.
+lifetime + leeway), then it is *removed*: its private half is deleted and a
+public-only tombstone stays in the file, so ``baton verify`` can still check
+the checkpoints it signed without trusting the database for keys. Every
+transition yields a :class:`KeyChange`, recorded as a ``SigningKeyRotated``
+event with the public JWK only (the audit trail of which key signed when).
 
 The functions here never touch disk or the store: the CLI and the runtime's
 scheduler call them under the key-file lock (:mod:`app.key_file`).
@@ -18,6 +20,8 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from joserfc.jwk import KeySet
 
 from eventstore.events import SigningKeyRotated
 from eventstore.store import EventStore
@@ -85,6 +89,12 @@ def _with_state(jwk: Jwk, state: str, now: float) -> Jwk:
     return updated
 
 
+def _tombstone(jwk: Jwk, now: float) -> Jwk:
+    """The public half of a removed key, kept for verifying old checkpoints."""
+    return {**public_jwk(jwk), "baton_state": "removed", "baton_created": jwk.get("baton_created", 0),
+            "baton_removed": int(now)}
+
+
 def _find(keys: Sequence[Jwk], kid: str) -> Jwk:
     for jwk in keys:
         if jwk["kid"] == kid:
@@ -139,26 +149,26 @@ def retire(keys: Sequence[Jwk], kid: str, now: float) -> tuple[list[Jwk], list[K
     """Retire ``kid``. A next key signed nothing, so it is removed at once; the only active key cannot go."""
     target = _find(keys, kid)
     state = state_of(target)
-    if state == "retired":
-        raise LifecycleError(f"key {kid} is already retired")
+    if state in ("retired", "removed"):
+        raise LifecycleError(f"key {kid} is already {state}")
     if state == "active" and sum(state_of(k) == "active" for k in keys) == 1:
         raise LifecycleError(f"key {kid} is the only active key; promote a next key instead (that retires it)")
     if state == "next":
-        return [k for k in keys if k is not target], [_change(target, "removed")]
+        return [_tombstone(k, now) if k is target else k for k in keys], [_change(target, "removed")]
     retired = _with_state(target, "retired", now)
     return [retired if k is target else k for k in keys], [_change(retired, "retired")]
 
 
 def prune(keys: Sequence[Jwk], now: float, max_lifetime: int) -> tuple[list[Jwk], list[KeyChange]]:
-    """Remove retired keys whose every token has expired."""
+    """Remove retired keys whose every token has expired (private half deleted, public tombstone kept)."""
     kept: list[Jwk] = []
     changes: list[KeyChange] = []
     for jwk in keys:
         expiry = key_expiry(jwk, max_lifetime)
         if expiry is not None and expiry <= now:
             changes.append(_change(jwk, "removed"))
-        else:
-            kept.append(jwk)
+            jwk = _tombstone(jwk, now)
+        kept.append(jwk)
     return kept, changes
 
 
@@ -188,6 +198,11 @@ def describe(keys: Sequence[Jwk], max_lifetime: int) -> list[KeyInfo]:
         KeyInfo(state_of(k), k["kid"], k["alg"], int(k.get("baton_created", 0)), key_expiry(k, max_lifetime))
         for k in keys
     ]
+
+
+def checkpoint_keys(keys: Sequence[Jwk]) -> KeySet:
+    """Public keys of every key ever in the file, removed ones included: what checkpoints may be signed with."""
+    return KeySet.import_key_set({"keys": [public_jwk(k) for k in keys]})
 
 
 def change_events(changes: Sequence[KeyChange], now: float) -> list[SigningKeyRotated]:

@@ -15,6 +15,7 @@ import msgspec
 from joserfc.jwk import KeySet
 
 from app.config import Config, ConfigError, load_config
+from app.key_lifecycle import checkpoint_keys
 from app.keys import KeyError_, KeyRing, KeyRingSigner, read_key_file
 from eventstore import StoreError, open_store
 from eventstore.checkpoints import CHECKPOINT_TYP
@@ -34,7 +35,8 @@ def _verification_keys(config: Config, jwks: str | None) -> KeySet:
     if jwks:
         return KeySet.import_key_set(msgspec.json.decode(Path(jwks).read_bytes()))
     # never create a key here: a fresh key would make every stored checkpoint "unknown kid"
-    return KeyRing(read_key_file(config.signing.keys)).verification_keys()
+    # removed keys stay in the file as public tombstones: old checkpoints still verify
+    return checkpoint_keys(read_key_file(config.signing.keys))
 
 
 class ProgressBar:
