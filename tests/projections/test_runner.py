@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from eventstore import open_store
 from projections.audit import AuditProjection
 from projections.runner import ProjectionRunner, ensure_schema, projection_status, rebuild
 from tests.projections.workload import Workload, append, rows
@@ -189,6 +190,14 @@ async def test_rebuild_takes_the_lease_from_the_live_runner(store):
     assert len(await rows(store, "audit_exchanges")) == 4
 
 
+async def _status_until(store, condition) -> None:
+    """Wait (up to ~5 s) until the audit projection's status satisfies ``condition``."""
+    for _ in range(500):
+        if condition((await projection_status(store, ["audit"]))[0]):
+            return
+        await asyncio.sleep(0.01)
+
+
 class ListeningStore:
     """A store wrapper offering `listen(callback)` like the PostgreSQL backend's LISTEN/NOTIFY."""
 
@@ -219,10 +228,7 @@ async def test_run_loop_follows_new_events_and_wakes_on_notify(store):
         await asyncio.sleep(0.01)
     await _chain_events(store, 2)
     wrapped.callbacks[0]()
-    for _ in range(500):
-        if (await projection_status(store, ["audit"]))[0].checkpoint == 2:
-            break
-        await asyncio.sleep(0.01)
+    await _status_until(store, lambda s: s.checkpoint == 2)
     stop.set()
     await asyncio.wait_for(task, 5)
     [status] = await projection_status(store, ["audit"])
@@ -231,22 +237,24 @@ async def test_run_loop_follows_new_events_and_wakes_on_notify(store):
     assert wrapped.unlistened
 
 
-async def test_postgres_notify_wakes_the_runner(store):
+@pytest.mark.postgres
+async def test_postgres_notify_wakes_the_runner(pg_dsn):
     """On PostgreSQL an append's NOTIFY wakes a runner whose poll interval is an hour."""
-    if not hasattr(store, "listen"):
-        pytest.skip("this backend has no LISTEN/NOTIFY; the runner polls")
+    store = open_store(pg_dsn)
+    await store.open()
+    try:
+        await _notify_wakes(store)
+    finally:
+        await store.close()
+
+
+async def _notify_wakes(store) -> None:
     runner = ProjectionRunner(store, [AuditProjection()], poll_interval=3600)
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))
-    for _ in range(500):  # the first catch-up has run once the lease is taken
-        if (await projection_status(store, ["audit"]))[0].lease_owner == runner.owner:
-            break
-        await asyncio.sleep(0.01)
+    await _status_until(store, lambda s: s.lease_owner == runner.owner)  # the first catch-up has run
     await _chain_events(store, 1)
-    for _ in range(500):
-        if (await projection_status(store, ["audit"]))[0].checkpoint == 1:
-            break
-        await asyncio.sleep(0.01)
+    await _status_until(store, lambda s: s.checkpoint == 1)
     stop.set()
     await asyncio.wait_for(task, 5)
     assert (await projection_status(store, ["audit"]))[0].checkpoint == 1
