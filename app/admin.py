@@ -57,6 +57,24 @@ async def _principal(runtime: Runtime, request: Request, form: Form) -> str:
     return f"client:{client.client_id}"
 
 
+async def authorize_audit(request: Request) -> None:
+    """Guard for ``/audit/…``: the admin bearer credential, or a client with ``audit`` or ``admin`` rights.
+
+    Clients authenticate with HTTP Basic (``client_secret_basic``); the audit API is read-only GET.
+    """
+    runtime: Runtime = request.app.state.runtime
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        if _bearer_ok(runtime, header):
+            return
+        raise OAuthError("invalid_token", "admin credential rejected", status=401, reason="admin_auth_failed",
+                         headers={"WWW-Authenticate": 'Bearer realm="baton-audit"'})
+    endpoint_url = runtime.config.issuer.rstrip("/") + request.url.path
+    client = await runtime.authenticator.authenticate(dict(request.headers), {}, endpoint_url)
+    if not (client.audit or client.admin):
+        raise OAuthError("insufficient_scope", "client has no audit rights", status=403, reason="not_auditor")
+
+
 def _before(form: Form) -> float | None:
     value = form.get("before")
     if value is None:

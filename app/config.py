@@ -186,6 +186,15 @@ class AudienceConfig(_Section):
     claims: ClaimsMapping = msgspec.field(default_factory=ClaimsMapping)
 
 
+class ProjectionsConfig(_Section):
+    """The asynchronous audit projections (one active runner across instances, by lease)."""
+
+    run_audit: bool = True
+    poll_interval: Annotated[float, msgspec.Meta(gt=0, le=60)] = 0.5
+    batch_size: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 500
+    lease_seconds: Annotated[float, msgspec.Meta(ge=1, le=600)] = 15.0
+
+
 class AdminConfig(_Section):
     """Credential for the administrative HTTP endpoints (a hashed bearer secret)."""
 
@@ -212,6 +221,7 @@ class Config(_Section):
     clients: list[ClientConfig] = msgspec.field(default_factory=list)
     audiences: list[AudienceConfig] = msgspec.field(default_factory=list)
     federation: list[FederatedIdentity] = msgspec.field(default_factory=list)
+    projections: ProjectionsConfig = msgspec.field(default_factory=ProjectionsConfig)
     admin: AdminConfig = msgspec.field(default_factory=AdminConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
     demo: bool = False

@@ -8,6 +8,7 @@ only read from it.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from typing import Any
@@ -18,7 +19,9 @@ import structlog
 from eventstore import ClientAuthFailed, ExchangeDenied, StoreUnavailable, open_store
 from eventstore.checkpoints import CHECKPOINT_TYP, Checkpointer
 from eventstore.store import EventStore
+from projections.audit import AuditProjection
 from projections.lineage import LineageProjection, LineageReader
+from projections.runner import ProjectionRunner
 
 from .cache import Cache
 from .cache_factory import open_cache
@@ -57,6 +60,14 @@ class Runtime:
         self.token_endpoint = config.issuer.rstrip("/") + "/token"
         self.draining = False
         self.started_at = time.time()
+        # created now (no connection yet) so routes can hold it; opened in start()
+        self.store = open_store(
+            config.store.url,
+            [LineageProjection()],
+            max_batch=config.store.batch_max,
+            max_wait=config.store.batch_wait_ms / 1000.0,
+            **(config.store.postgres_options() if config.store.url.startswith("postgres") else {}),
+        )
 
     async def start(self) -> None:
         """Load keys, open the cache and the store, build the exchange pipeline."""
@@ -68,13 +79,6 @@ class Runtime:
         self.key_watcher.start()
         self.cache = open_cache(config.cache)
         watch_cache(self.cache)
-        self.store = open_store(
-            config.store.url,
-            [LineageProjection()],
-            max_batch=config.store.batch_max,
-            max_wait=config.store.batch_wait_ms / 1000.0,
-            **(config.store.postgres_options() if config.store.url.startswith("postgres") else {}),
-        )
         await self.store.open()
         committer = getattr(self.store, "committer", None)
         if committer is not None:
@@ -96,6 +100,12 @@ class Runtime:
             seconds=config.store.checkpoint_seconds,
         )
         self.checkpointer.start()
+        self._projections_stop = asyncio.Event()
+        self._projections_task: asyncio.Task[None] | None = None
+        if config.projections.run_audit:
+            self._projections_task = asyncio.get_running_loop().create_task(
+                self._run_projections(), name="baton-audit-projections"
+            )
         self.key_scheduler: KeyScheduler | None = None
         if config.signing.rotate_days > 0:
             self.key_scheduler = KeyScheduler(config, self.store)
@@ -121,6 +131,26 @@ class Runtime:
         """Swap in a (re)loaded key ring; readers go through ``self.keyring``, so one assignment is atomic."""
         self.keyring = ring
         observe_keys([str(k.get("baton_state", "active")) for k in ring.private_keys()])
+
+    async def _run_projections(self) -> None:
+        """Keep the audit views caught up; restart the runner after a failure (e.g. store down at start)."""
+        settings = self.config.projections
+        while not self._projections_stop.is_set():
+            runner = ProjectionRunner(
+                self.store,
+                [AuditProjection()],
+                batch_size=settings.batch_size,
+                lease_seconds=settings.lease_seconds,
+                poll_interval=settings.poll_interval,
+            )
+            try:
+                await runner.run(self._projections_stop)
+            except Exception as exc:  # the runner must never take the instance down
+                log.warning("projection_runner_failed", error=type(exc).__name__)
+                try:
+                    await asyncio.wait_for(self._projections_stop.wait(), timeout=5.0)
+                except TimeoutError:
+                    pass
 
     async def record_denial(
         self, error: OAuthError, request_id: str, endpoint: str, source: str | None, ctx: DenialContext

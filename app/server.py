@@ -12,7 +12,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from .admin import admin_revoke
+from .admin import admin_revoke, authorize_audit
+from .audit_api import audit_routes
 from .config import Config
 from .endpoints import introspection_endpoint, json_response, revocation_endpoint, token_endpoint
 from .middleware import RequestContextMiddleware
@@ -33,8 +34,9 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     return json_response({"error": "server_error", "error_description": "internal error"}, 500)
 
 
-def routes(config: Config) -> list[BaseRoute]:
-    """Every route Baton serves for ``config``."""
+def routes(runtime: Runtime) -> list[BaseRoute]:
+    """Every route Baton serves for the runtime's configuration."""
+    config = runtime.config
     table: list[BaseRoute] = [
         Route("/token", token_endpoint, methods=["POST"]),
         Route("/introspect", introspection_endpoint, methods=["POST"]),
@@ -48,6 +50,7 @@ def routes(config: Config) -> list[BaseRoute]:
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi_endpoint, methods=["GET"]),
     ]
+    table.extend(audit_routes(runtime.store, authorize_audit))
     if config.demo:
         from .demo_idp import demo_idp_app
 
@@ -71,7 +74,7 @@ def create_app(config: Config, *, http: httpx.AsyncClient | None = None) -> Star
             await runtime.stop()
 
     app = Starlette(
-        routes=routes(config),
+        routes=routes(runtime),
         middleware=[Middleware(RequestContextMiddleware)],
         exception_handlers={404: _not_found, 405: _method_not_allowed, 500: _server_error},
         lifespan=lifespan,

@@ -88,6 +88,13 @@ def base_config(tmp_path: Path, idp: FakeIssuer, **overrides: Any) -> dict[str, 
                 "impersonation": True,
             },
             {
+                "client_id": "auditor",
+                "secret_hash": _hash(SECRETS["auditor"]),
+                "audiences": [],
+                "delegation": False,
+                "audit": True,
+            },
+            {
                 "client_id": "noexchange",
                 "secret_hash": _hash(SECRETS["noexchange"]),
                 "audiences": [],
