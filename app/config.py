@@ -3,7 +3,8 @@
 An unknown key or a bad value stops start-up with a message that names the
 key (``Expected `int`, got `str` - at `$.tokens.ttl```). Environment variables
 override what a deployment keeps out of the file: ``BATON_STORE_URL``,
-``BATON_CACHE_URL`` and ``BATON_ISSUER``.
+``BATON_CACHE_URL``, ``BATON_ISSUER`` …, and generically any key as
+``BATON__SECTION__KEY`` (``BATON__TOKENS__TTL=600``; lists and tables as JSON).
 """
 
 from __future__ import annotations
@@ -241,14 +242,59 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
 }
 
 
+#: prefix of the generic overrides: ``BATON__TOKENS__TTL=600`` sets ``tokens.ttl``
+ENV_PREFIX = "BATON__"
+
+
+def _field_type(path: tuple[str, ...], name: str) -> Any:
+    """The declared type of the config key at ``path``; ConfigError naming ``name`` if there is none."""
+    struct: Any = Config
+    for depth, part in enumerate(path):
+        fields = {f.name: f.type for f in msgspec.structs.fields(struct)}
+        if part not in fields:
+            raise ConfigError(f"{name}: no configuration key {'.'.join(path[: depth + 1])}")
+        kind = fields[part]
+        if depth == len(path) - 1:
+            return kind
+        struct = kind
+        if not (isinstance(struct, type) and issubclass(struct, msgspec.Struct)):
+            raise ConfigError(f"{name}: {'.'.join(path[: depth + 1])} is not a table")
+    raise ConfigError(f"{name}: names no key")
+
+
+def _env_value(name: str, text: str, kind: Any) -> Any:
+    """``text`` converted to ``kind`` (lists and tables as JSON); errors name the variable."""
+    try:
+        if kind is str or kind == str | None:
+            return text
+        try:
+            return msgspec.convert(text, kind, strict=False)
+        except msgspec.ValidationError:
+            if text.lstrip()[:1] in ("[", "{", '"'):
+                return msgspec.convert(msgspec.json.decode(text), kind, strict=False)
+            raise
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise ConfigError(f"{name}: {exc}") from exc
+
+
+def _set(raw: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    target = raw
+    for part in path[:-1]:
+        target = target.setdefault(part, {})
+    target[path[-1]] = value
+
+
 def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
     for name, path in ENV_OVERRIDES.items():
         value = environ.get(name)
         if value:
-            target = raw
-            for part in path[:-1]:
-                target = target.setdefault(part, {})
-            target[path[-1]] = value
+            _set(raw, path, value)
+    for name in sorted(environ):
+        if name.startswith(ENV_PREFIX):
+            path = tuple(part.lower() for part in name[len(ENV_PREFIX):].split("__"))
+            value = _env_value(name, environ[name], _field_type(path, name))
+            # converted values are plain data again, so the whole file is still validated in one place
+            _set(raw, path, msgspec.to_builtins(value))
 
 
 def _check(config: Config) -> Config:
