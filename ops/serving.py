@@ -61,7 +61,7 @@ def _loop_factory(worker_class: str) -> Callable[[], asyncio.AbstractEventLoop] 
         import uvloop
     except ImportError as exc:
         raise ConfigError(
-            "server.worker_class: uvloop is not installed (pip install 'baton-sts[fast]')"
+            "server.worker_class: uvloop is not installed (pip install uvloop)"
         ) from exc
     return uvloop.new_event_loop
 
