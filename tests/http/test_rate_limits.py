@@ -47,3 +47,20 @@ async def test_client_and_subject_rate_limit(tmp_path, cache_settings):
         refused = await baton.exchange(baton.user_token("alice"), audience="orders")
         assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
         assert (await baton.exchange(baton.user_token("bob"), audience="orders")).status_code == 200
+
+
+async def test_two_instances_share_one_limit_through_redis(tmp_path, redis_url, key_prefix):
+    """Two Baton instances on one Redis: together they allow the client's burst once, not once each."""
+    idp = FakeIssuer("https://idp.test")
+    cache = {"url": redis_url, "prefix": key_prefix}
+    raw_a = base_config(tmp_path / "a", idp, cache=cache)
+    raw_b = base_config(tmp_path / "b", idp, cache=cache)
+    for raw in (raw_a, raw_b):
+        raw["clients"][0].update(rate=0.01, burst=4)
+    async with Harness(config_from_dict(raw_a), idp) as first, Harness(config_from_dict(raw_b), idp) as second:
+        statuses = []
+        for i in range(10):
+            instance = first if i % 2 == 0 else second
+            statuses.append((await instance.exchange(instance.user_token(), audience="orders")).status_code)
+        assert statuses.count(200) == 4
+        assert statuses.count(429) == 6
