@@ -32,6 +32,7 @@ from .exchange import DenialContext, TokenExchanger
 from .issuers import IssuerRegistry
 from .key_file import KeyFileWatcher
 from .key_schedule import KeyScheduler
+from .lineage_batch import BatchedLineageReader
 from .keys import KeyRing, KeyRingSigner
 from .logs import configure_logging
 from .metrics import observe_batch, observe_keys, watch_cache
@@ -89,7 +90,7 @@ class Runtime:
         self.issuers = IssuerRegistry(config, self.cache, self.http, local_keys=lambda: self.keyring.verification_keys())
         self.authenticator = ClientAuthenticator(config, self.cache, self.http)
         self.policy = Policy(config)
-        self.lineage = LineageReader(self.store)
+        self.lineage = BatchedLineageReader(self.store)  # concurrent lookups share one query
         self.exchanger = TokenExchanger(
             config, self.policy, lambda: self.keyring, self.issuers, self.lineage, self.store, self.cache
         )

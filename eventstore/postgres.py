@@ -54,6 +54,16 @@ def _lost_connection(exc: BaseException) -> bool:
     return isinstance(exc, asyncpg.PostgresError) and str(getattr(exc, "sqlstate", "") or "").startswith("08")
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool reset hook: nothing beyond asyncpg's own rollback of an open transaction.
+
+    Baton sets no session state on pooled connections (its advisory locks are
+    transaction-scoped, LISTEN uses a dedicated connection), so the default reset
+    (``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``) would only add a
+    round trip and a transaction to every read.
+    """
+
+
 class _PgTx:
     """:class:`eventstore.store.Tx` over an asyncpg connection inside a transaction."""
 
@@ -121,6 +131,7 @@ class PostgresEventStore(StoreBase):
                 # JIT compilation costs tens of ms and only pays off for analytics; Baton's
                 # statements are short OLTP (a cascade revoke paid ~25 ms of JIT for 1 ms of work)
                 server_settings={"application_name": self._application_name, "jit": "off"},
+                reset=_keep_session,
             )
             async with self._pool.acquire(timeout=self._connect_timeout) as conn:
                 if self._migrate:
