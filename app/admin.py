@@ -8,8 +8,10 @@ seconds) bounds subject and client revocations (default: now).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import math
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -26,9 +28,12 @@ from .runtime import Runtime
 from .secrets import verify_secret
 
 _verified: dict[str, bytes] = {}
+#: scrypt is ~70 ms of CPU: a flood of wrong admin secrets must not stall the event loop
+_kdf_slots = asyncio.Semaphore(2)
 
 
-def _bearer_ok(runtime: Runtime, header: str) -> bool:
+async def _bearer_ok(runtime: Runtime, header: str) -> bool:
+    """Check the admin bearer secret; the KDF runs off the event loop, a few at a time."""
     encoded = runtime.config.admin.token_hash
     if not encoded or not header.lower().startswith("bearer "):
         return False
@@ -37,16 +42,17 @@ def _bearer_ok(runtime: Runtime, header: str) -> bool:
     cached = _verified.get(encoded)
     if cached is not None and hmac.compare_digest(cached, digest):
         return True
-    if verify_secret(secret, encoded):
+    async with _kdf_slots:
+        ok = await asyncio.to_thread(verify_secret, secret, encoded)
+    if ok:
         _verified[encoded] = digest
-        return True
-    return False
+    return ok
 
 
 async def _principal(runtime: Runtime, request: Request, form: Form) -> str:
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
-        if _bearer_ok(runtime, header):
+        if await _bearer_ok(runtime, header):
             return "admin"
         raise OAuthError("invalid_token", "admin credential rejected", status=401, reason="admin_auth_failed",
                          headers={"WWW-Authenticate": 'Bearer realm="baton-admin"'})
@@ -65,7 +71,7 @@ async def authorize_audit(request: Request) -> None:
     runtime: Runtime = request.app.state.runtime
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
-        if _bearer_ok(runtime, header):
+        if await _bearer_ok(runtime, header):
             return
         raise OAuthError("invalid_token", "admin credential rejected", status=401, reason="admin_auth_failed",
                          headers={"WWW-Authenticate": 'Bearer realm="baton-audit"'})
@@ -80,9 +86,12 @@ def _before(form: Form) -> float | None:
     if value is None:
         return None
     try:
-        return float(value)
+        before = float(value)
     except ValueError as exc:
         raise invalid_request("before must be epoch seconds", reason="bad_before") from exc
+    if not math.isfinite(before) or before < 0:
+        raise invalid_request("before must be finite epoch seconds", reason="bad_before")
+    return before
 
 
 async def admin_revoke(request: Request) -> Response:

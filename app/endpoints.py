@@ -72,10 +72,12 @@ def client_address(request: Request) -> str | None:
 
 
 async def _authenticate(runtime: Runtime, request: Request, form: Form, ctx: DenialContext) -> ClientConfig:
-    ctx.client_id = form.get("client_id")
+    claimed = form.get("client_id")
+    ctx.client_id = claimed[:128] if claimed else None  # as claimed: recorded, never trusted
     endpoint_url = runtime.config.issuer.rstrip("/") + request.url.path
     client = await runtime.authenticator.authenticate(dict(request.headers), form.single, endpoint_url)
     ctx.client_id = client.client_id
+    ctx.authenticated = True
     return client
 
 

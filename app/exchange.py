@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eventstore import NO_STREAM, StoreUnavailable, TokenExchanged
+from eventstore.errors import InvalidEvent
 from eventstore.store import EventStore
 from projections.lineage import LineageReader, LineageRow
 
@@ -44,6 +45,7 @@ class DenialContext:
     """What is known about a request when it is refused (for the ``ExchangeDenied`` event)."""
 
     client_id: str | None = None
+    authenticated: bool = False
     subject_iss: str | None = None
     subject_sub: str | None = None
     subject_jti: str | None = None
@@ -130,11 +132,12 @@ class TokenExchanger:
                 act = actor_claim(actor_sub, actor_iss, prior_act)
             else:
                 actor_iss, actor_sub = None, client.client_id
-                check_may_act(subject.token.claims, None, client.client_id)
+                # a client acting for itself is a Baton identity: may_act.iss, if any, must be Baton's
+                check_may_act(subject.token.claims, self._config.issuer, client.client_id)
                 act = actor_claim(client.client_id, None, prior_act, client_id=client.client_id)
         else:
             actor_iss = actor_sub = None
-            check_may_act(subject.token.claims, None, client.client_id)
+            check_may_act(subject.token.claims, self._config.issuer, client.client_id)
             act = dict(prior_act) if isinstance(prior_act, dict) else None
 
         parent = subject.lineage
@@ -200,9 +203,17 @@ class TokenExchanger:
             source_address=source,
         )
         try:
-            await self._store.append(f"token-{jti}", [event], expected_version=NO_STREAM, event_ids=[f"x-{jti}"])
+            (record,) = await self._store.append(
+                f"token-{jti}", [event], expected_version=NO_STREAM, event_ids=[f"x-{jti}"]
+            )
         except StoreUnavailable as exc:
             raise temporarily_unavailable("the event store is unavailable; no token was issued") from exc
+        except InvalidEvent as exc:
+            raise invalid_request("the exchange cannot be recorded faithfully", reason="unrecordable") from exc
+        if record.note == "born_revoked":
+            # a revocation of the subject, its client or an ancestor committed while we worked:
+            # the token is recorded (revoked) but never handed out
+            raise invalid_request("a revocation covering this exchange committed while it ran", reason="revoked_during_exchange")
         body: dict[str, Any] = {
             "access_token": token,
             "issued_token_type": requested_type,

@@ -331,7 +331,8 @@ class IssuerRegistry:
         self._clock = clock
         self._trusted: dict[str, TrustedIssuer] = {t.issuer: t for t in config.trusted_issuers}
         self._keys = KeyCache(config.cache, cache, clock, "jwks")
-        self._act_depth = max(10, config.tokens.max_depth + 1)
+        deepest = max([config.tokens.max_depth] + [a.max_depth or 0 for a in config.audiences])
+        self._act_depth = max(10, deepest + 1)
 
     def fetch_count(self, issuer: str) -> int:
         """Key-set refreshes attempted for ``issuer`` (discovery + JWKS count as one)."""

@@ -95,12 +95,31 @@ def loads_strict(data: bytes) -> Any:
     Raises ``ValueError`` (duplicates: its subclass, with the member name as
     ``args[0]``) or ``RecursionError`` for absurd nesting.
     """
-    return json.loads(
+    value = json.loads(
         data.decode("utf-8"),
         object_pairs_hook=_unique_object,
         parse_float=_finite_float,
         parse_constant=_no_constant,
     )
+    if "\\u" in data.decode("utf-8", "replace").lower() and _has_lone_surrogate(value):
+        # "\ud800" escapes decode to text that is not Unicode: it could never be re-encoded
+        # into an issued token, an event or a database row
+        raise ValueError("JSON text holds an unpaired UTF-16 surrogate")
+    return value
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(v) for v in value)
+    return False
 
 
 def _b64decode(segment: str, what: str) -> bytes:

@@ -171,7 +171,8 @@ class Runtime:
                 subject_sub=ctx.subject_sub, subject_jti=ctx.subject_jti, actor_sub=ctx.actor_sub,
                 audience=ctx.audience, scope=ctx.scope, source_address=source,
             )
-        stream = f"client-{ctx.client_id}" if ctx.client_id else "client-anonymous"
+        # a caller that did not authenticate never writes into a real client's stream
+        stream = f"client-{ctx.client_id}" if ctx.authenticated and ctx.client_id else "client-unauthenticated"
         try:
             await self.store.append(stream, [event], event_ids=[uuid.uuid4().hex])
         except StoreUnavailable:

@@ -8,10 +8,27 @@ from collections.abc import Sequence
 from typing import Any
 
 from .batch import RECORD_COLUMNS, GroupCommitter, PendingAppend, row_to_record
-from .errors import StoreUnavailable
-from .events import Event
+from .errors import InvalidEvent, StoreUnavailable
+from .events import Event, decode_event, encode_event
 from .store import RecordedEvent
 from .types import ANY, GENESIS_HASH
+
+
+def _canonical(event: Event) -> bytes:
+    """The event's canonical bytes, refused unless they decode back to the same event.
+
+    Checked here, per caller, so one unrepresentable event (a NaN, an unpaired
+    surrogate) fails only its own append instead of its whole group-commit batch.
+    """
+    try:
+        data = encode_event(event)
+        if decode_event(data) != event:
+            raise InvalidEvent(f"{type(event).__name__} does not survive encoding")
+    except InvalidEvent:
+        raise
+    except Exception as exc:  # msgspec encode/decode errors, UnicodeEncodeError
+        raise InvalidEvent(f"{type(event).__name__} cannot be encoded: {type(exc).__name__}") from exc
+    return data
 
 
 class StoreBase:
@@ -40,8 +57,9 @@ class StoreBase:
         ids = list(event_ids) if event_ids is not None else [uuid.uuid4().hex for _ in events]
         if len(ids) != len(events):
             raise ValueError("event_ids must match events one to one")
+        data = [_canonical(event) for event in events]
         future: asyncio.Future[list[RecordedEvent]] = asyncio.get_running_loop().create_future()
-        pending = PendingAppend(stream_id, list(events), ids, expected_version, future)
+        pending = PendingAppend(stream_id, list(events), ids, expected_version, future, data=data)
         return await self._committer.submit(pending)
 
     async def read_all(self, from_position: int = 1, limit: int = 1000) -> list[RecordedEvent]:

@@ -17,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+import msgspec
 
 from .errors import ConcurrencyError, StoreError, StoreUnavailable
 from .events import Event, encode_event, event_type
@@ -39,6 +41,7 @@ class PendingAppend:
     future: asyncio.Future[list[RecordedEvent]]
     result: list[RecordedEvent] | None = None
     error: StoreError | None = None
+    data: list[bytes] | None = None  # canonical bytes, encoded (and checked) by the caller
 
 
 def row_to_record(row: Sequence[object]) -> RecordedEvent:
@@ -112,10 +115,10 @@ async def write_batch(
             item.error = ConcurrencyError(item.stream_id, item.expected_version, current)
             continue
         recorded: list[RecordedEvent] = []
-        for event, eid in zip(item.events, item.event_ids):
+        encoded = item.data if item.data is not None else [encode_event(e) for e in item.events]
+        for event, eid, data in zip(item.events, item.event_ids, encoded):
             position += 1
             current += 1
-            data = encode_event(event)
             digest = chain_hash(prev, position, record_bytes(item.stream_id, current, eid, now, data))
             record = RecordedEvent(
                 position=position,
@@ -150,8 +153,19 @@ async def write_batch(
         "ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version",
         list(touched.items()),
     )
+    # inline projections may attach a note to an event they judged (e.g. "born_revoked");
+    # the appender sees it on its returned record, without another round trip
+    notes: dict[str, str] = {}
+    tx.notes = notes  # type: ignore[attr-defined]
     for projection in projections:
         await projection.apply(tx, new_records)
+    if notes:
+        for item in batch:
+            if item.result and item.error is None:
+                item.result = [
+                    msgspec.structs.replace(r, note=notes[r.event_id]) if r.event_id in notes else r
+                    for r in item.result
+                ]
 
 
 class GroupCommitter:

@@ -23,3 +23,10 @@ class ConcurrencyError(StoreError):
 
 class IntegrityError(StoreError):
     """The stored log is not what it claims to be (hash chain or checkpoint mismatch)."""
+
+
+class InvalidEvent(StoreError, ValueError):
+    """An event cannot be stored faithfully (its canonical bytes do not decode back to it).
+
+    Raised for that caller only, before the event joins a group-commit batch.
+    """

@@ -69,12 +69,12 @@ class _SqliteTx:
 
 
 def path_from_url(url: str) -> str:
-    """``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db`` or ``sqlite://:memory:``."""
+    """``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db`` (``:memory:`` is refused)."""
     if not url.startswith("sqlite://"):
         raise ValueError(f"not a sqlite URL: {url!r}")
     rest = url[len("sqlite://") :]
     if rest in (":memory:", "/:memory:"):
-        return ":memory:"
+        raise ValueError("sqlite://:memory: cannot work: Baton reads through a second connection; use a file path")
     return rest[1:] if rest.startswith("/") else rest
 
 
@@ -140,11 +140,16 @@ class SqliteEventStore(StoreBase):
             await conn.execute("BEGIN IMMEDIATE")
             try:
                 yield _SqliteTx(conn)
-            except BaseException:
-                await conn.execute("ROLLBACK")
-                raise
-            else:
                 await conn.execute("COMMIT")
+            except BaseException:
+                # also after a failed COMMIT (BUSY, FULL, IOERR): never leave the connection
+                # inside a transaction, or every later BEGIN would fail until restart
+                if conn.in_transaction:
+                    try:
+                        await conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
+                raise
 
     async def _flush(self, batch: list[PendingAppend]) -> None:
         try:

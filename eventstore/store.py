@@ -29,6 +29,8 @@ class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
     data: bytes
     prev_hash: bytes
     hash: bytes
+    #: what an inline projection said about this event as it was appended (not stored, not hashed)
+    note: str | None = None
 
     @property
     def event(self) -> Event:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import math
 import sys
 from datetime import datetime
 
@@ -23,9 +24,13 @@ from projections.lineage import LineageProjection
 def parse_instant(text: str) -> float:
     """Epoch seconds, or an ISO 8601 instant (``2026-11-23T12:00:00Z``)."""
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(value) or value < 0:
+            raise argparse.ArgumentTypeError(f"not a finite instant: {text!r}")
+        return value
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:

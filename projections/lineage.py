@@ -172,6 +172,7 @@ class LineageProjection:
             await self._exchanged(tx, run)
 
     async def _exchanged(self, tx: Tx, run: list[tuple[RecordedEvent, TokenExchanged]]) -> None:
+        notes: dict[str, str] | None = getattr(tx, "notes", None)
         parents: dict[str, tuple[str, str, float | None, str | None, str | None, int | None]] = {}
         wanted = sorted({e.parent_jti for _, e in run if e.parent_jti})
         if wanted:
@@ -208,9 +209,12 @@ class LineageProjection:
                 subject_cut = revoked_subjects.get((origin_iss, origin_sub))
                 client_cut = revoked_clients.get(e.client_id)
                 for cut in (subject_cut, client_cut):
-                    if cut is not None and e.issued_at < cut[0]:
+                    # e.at is when the exchange happened (sub-second); the token's iat is whole seconds
+                    if cut is not None and e.at < cut[0]:
                         revocation = (record.recorded_at, cut[1], cut[2], 1, cut[3])
                         break
+            if revocation[0] is not None and notes is not None:
+                notes[record.event_id] = "born_revoked"  # a revocation raced this exchange: do not hand it out
             rows.append(
                 (
                     e.issued_jti, e.parent_jti, e.root_jti, e.depth, e.subject_iss, e.subject_sub,

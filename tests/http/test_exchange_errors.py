@@ -9,6 +9,7 @@ import pytest
 from app.types import GRANT_TOKEN_EXCHANGE, TT_ACCESS_TOKEN, TT_ID_TOKEN
 from app.config import config_from_dict
 from tests.support.fake_issuer import FakeIssuer
+from tests.http.conftest import ADMIN_SECRET
 from tests.support.harness import SECRETS, Harness, base_config, make_harness
 
 
@@ -265,3 +266,63 @@ async def test_depth_limit_global_and_per_audience(tmp_path):
         assert (await baton.events("ExchangeDenied"))[-1].reason == "depth_exceeded"
         direct = await baton.exchange(baton.user_token(), audience="orders")
         assert direct.status_code == 200
+
+
+async def test_unpaired_surrogate_in_a_trusted_token_is_invalid_request(baton):
+    """A claim holding a lone UTF-16 surrogate (some IdPs emit them) is refused cleanly, never a 500."""
+    subject = baton.idp.mint(baton.idp.claims(scope="orders:read", email="\ud800x"))
+    response = await baton.exchange(subject, audience="orders")
+    await assert_refused(baton, response, 400, "invalid_request")
+
+
+async def test_exchange_covered_by_a_revocation_is_not_handed_out(baton):
+    """A client revoked up to a future instant: its exchange is recorded revoked and refused, never returned."""
+    response = await baton.http.post(
+        "/admin/revoke", data={"client_id": "frontend", "before": str(time.time() + 60)},
+        headers={"Authorization": f"Bearer {ADMIN_SECRET}"},
+    )
+    assert response.status_code == 200
+    refused = await baton.exchange(baton.user_token(), audience="orders")
+    assert refused.status_code == 400 and "access_token" not in refused.json()
+    assert (await baton.events("ExchangeDenied"))[-1].reason == "revoked_during_exchange"
+    (recorded,) = await baton.events("TokenExchanged")
+    assert (await baton.runtime.lineage.get(recorded.issued_jti)).revoked
+
+
+async def test_exchange_right_after_a_client_revocation_is_active(baton):
+    """Revoking a client's tokens 'before now' does not kill the tokens it obtains afterwards."""
+    response = await baton.http.post(
+        "/admin/revoke", data={"client_id": "frontend"}, headers={"Authorization": f"Bearer {ADMIN_SECRET}"}
+    )
+    assert response.status_code == 200
+    issued = await baton.exchange(baton.user_token(), audience="orders")
+    assert issued.status_code == 200
+    introspected = await baton.post("/introspect", {"token": issued.json()["access_token"]})
+    assert introspected.json()["active"] is True
+
+
+@pytest.mark.parametrize("before", ["inf", "nan", "-5", "1e400"])
+async def test_admin_revocation_refuses_non_finite_instants(baton, before):
+    """``before`` must be finite epoch seconds."""
+    response = await baton.http.post(
+        "/admin/revoke", data={"client_id": "frontend", "before": before},
+        headers={"Authorization": f"Bearer {ADMIN_SECRET}"},
+    )
+    assert response.status_code == 400 and response.json()["error"] == "invalid_request"
+
+
+async def test_may_act_naming_an_idp_identity_does_not_admit_a_baton_client(baton):
+    """A client acting for itself is a Baton identity: may_act with another issuer does not name it."""
+    subject = baton.user_token(may_act={"sub": "poster", "iss": baton.idp.issuer})
+    response = await baton.exchange(subject, client="poster", audience="orders")
+    await assert_refused(baton, response, 400, "invalid_request", "may_act_mismatch")
+    subject = baton.user_token(may_act={"sub": "poster", "iss": "https://baton.test"})
+    assert (await baton.exchange(subject, client="poster", audience="orders")).status_code == 200
+
+
+async def test_unauthenticated_refusals_never_write_into_a_client_stream(baton):
+    """A wrong secret claimed for 'frontend' is recorded, but not in frontend's own stream."""
+    await baton.http.post("/token", data={"grant_type": GRANT_TOKEN_EXCHANGE}, auth=("frontend", "wrong"))
+    records = await baton.runtime.store.read_all(1, 1000)
+    (failure,) = [r for r in records if r.event_type == "ClientAuthFailed"]
+    assert failure.stream_id == "client-unauthenticated"
