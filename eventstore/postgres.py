@@ -132,6 +132,8 @@ class PostgresEventStore(StoreBase):
                 # statements are short OLTP (a cascade revoke paid ~25 ms of JIT for 1 ms of work)
                 server_settings={"application_name": self._application_name, "jit": "off"},
                 reset=_keep_session,
+                # batched statements differ by their number of IN (…) parameters: keep them all prepared
+                statement_cache_size=2048,
             )
             async with self._pool.acquire(timeout=self._connect_timeout) as conn:
                 if self._migrate:
