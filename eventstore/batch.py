@@ -73,6 +73,52 @@ def _version_conflict(expected: int, current: int) -> bool:
     return expected != current
 
 
+async def _read_state(
+    tx: Tx, all_ids: list[str], stream_ids: list[str]
+) -> tuple[int, bytes, dict[str, RecordedEvent], dict[str, int]]:
+    """Chain head, already-stored events among ``all_ids`` and stream versions, read under the write lock.
+
+    A usual batch asks all three in one round trip (the lock is held meanwhile, so each
+    round trip saved shortens every other writer's wait); huge batches go in chunks.
+    """
+    if len(all_ids) + len(stream_ids) <= 500:
+        sql = "SELECT 0, position, hash, NULL FROM (SELECT position, hash FROM events ORDER BY position DESC LIMIT 1) h"
+        if all_ids:
+            sql += f" UNION ALL SELECT 1, position, NULL, event_id FROM events WHERE event_id IN ({_placeholders(1, len(all_ids))})"
+        if stream_ids:
+            start = len(all_ids) + 1
+            sql += f" UNION ALL SELECT 2, version, NULL, stream_id FROM streams WHERE stream_id IN ({_placeholders(start, len(stream_ids))})"
+        rows = await tx.fetch(sql, *all_ids, *stream_ids)
+        head = next(((int(r[1]), bytes(r[2])) for r in rows if r[0] == 0), (0, GENESIS_HASH))
+        versions = {str(r[3]): int(r[1]) for r in rows if r[0] == 2}
+        stored = [str(r[3]) for r in rows if r[0] == 1]
+        existing: dict[str, RecordedEvent] = {}
+        if stored:  # only a retried append gets here: read the stored records in full
+            found = await tx.fetch(
+                f"SELECT {RECORD_COLUMNS} FROM events WHERE event_id IN ({_placeholders(1, len(stored))})", *stored
+            )
+            existing.update((str(r[3]), row_to_record(r)) for r in found)
+        return head[0], head[1], existing, versions
+
+    rows = await tx.fetch("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")
+    position, prev = (int(rows[0][0]), bytes(rows[0][1])) if rows else (0, GENESIS_HASH)
+    existing = {}
+    for chunk in range(0, len(all_ids), 500):
+        ids = all_ids[chunk : chunk + 500]
+        found = await tx.fetch(
+            f"SELECT {RECORD_COLUMNS} FROM events WHERE event_id IN ({_placeholders(1, len(ids))})", *ids
+        )
+        existing.update((str(r[3]), row_to_record(r)) for r in found)
+    versions = {}
+    for chunk in range(0, len(stream_ids), 500):
+        ids = stream_ids[chunk : chunk + 500]
+        found = await tx.fetch(
+            f"SELECT stream_id, version FROM streams WHERE stream_id IN ({_placeholders(1, len(ids))})", *ids
+        )
+        versions.update((str(r[0]), int(r[1])) for r in found)
+    return position, prev, existing, versions
+
+
 async def write_batch(
     tx: Tx,
     batch: Sequence[PendingAppend],
@@ -80,26 +126,9 @@ async def write_batch(
     clock: Callable[[], float] = time.time,
 ) -> None:
     """Write ``batch`` inside an open, write-locked transaction; set each item's result or error."""
-    rows = await tx.fetch("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")
-    position, prev = (int(rows[0][0]), bytes(rows[0][1])) if rows else (0, GENESIS_HASH)
-
     all_ids = [eid for item in batch for eid in item.event_ids]
-    existing: dict[str, RecordedEvent] = {}
-    for chunk in range(0, len(all_ids), 500):
-        ids = all_ids[chunk : chunk + 500]
-        found = await tx.fetch(
-            f"SELECT {RECORD_COLUMNS} FROM events WHERE event_id IN ({_placeholders(1, len(ids))})", *ids
-        )
-        existing.update((str(r[3]), row_to_record(r)) for r in found)
-
     stream_ids = list({item.stream_id for item in batch})
-    versions: dict[str, int] = {}
-    for chunk in range(0, len(stream_ids), 500):
-        ids = stream_ids[chunk : chunk + 500]
-        found = await tx.fetch(
-            f"SELECT stream_id, version FROM streams WHERE stream_id IN ({_placeholders(1, len(ids))})", *ids
-        )
-        versions.update((str(r[0]), int(r[1])) for r in found)
+    position, prev, existing, versions = await _read_state(tx, all_ids, stream_ids)
 
     new_records: list[RecordedEvent] = []
     now = clock()

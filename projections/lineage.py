@@ -173,31 +173,26 @@ class LineageProjection:
 
     async def _exchanged(self, tx: Tx, run: list[tuple[RecordedEvent, TokenExchanged]]) -> None:
         notes: dict[str, str] | None = getattr(tx, "notes", None)
-        parents: dict[str, tuple[str, str, float | None, str | None, str | None, int | None]] = {}
+        # parents, revoked subjects and revoked clients in one round trip (this runs under the append lock)
         wanted = sorted({e.parent_jti for _, e in run if e.parent_jti})
-        if wanted:
-            rows = await tx.fetch(
-                "SELECT jti, origin_iss, origin_sub, revoked_at, revoked_by, revoked_reason, revoked_position "
-                f"FROM lineage WHERE jti IN ({_in(1, len(wanted))})",
-                *wanted,
-            )
-            parents = {r[0]: tuple(r[1:]) for r in rows}  # type: ignore[misc]
         subs = sorted({e.subject_sub for _, e in run})
-        revoked_subjects = {
-            (r[0], r[1]): (float(r[2]), r[3], r[4], int(r[5]))
-            for r in await tx.fetch(
-                f"SELECT iss, sub, before, revoked_by, reason, position FROM revoked_subjects WHERE sub IN ({_in(1, len(subs))})",
-                *subs,
-            )
-        }
         clients = sorted({e.client_id for _, e in run})
-        revoked_clients = {
-            r[0]: (float(r[1]), r[2], r[3], int(r[4]))
-            for r in await tx.fetch(
-                f"SELECT client_id, before, revoked_by, reason, position FROM revoked_clients WHERE client_id IN ({_in(1, len(clients))})",
-                *clients,
-            )
+        n_w, n_s = len(wanted), len(subs)
+        parts = [
+            f"SELECT 1, iss, sub, NULL, before, revoked_by, reason, position FROM revoked_subjects WHERE sub IN ({_in(n_w + 1, n_s)})",
+            f"SELECT 2, client_id, NULL, NULL, before, revoked_by, reason, position FROM revoked_clients "
+            f"WHERE client_id IN ({_in(n_w + n_s + 1, len(clients))})",
+        ]
+        if wanted:
+            parts.insert(0, "SELECT 0, jti, origin_iss, origin_sub, revoked_at, revoked_by, revoked_reason, revoked_position "
+                            f"FROM lineage WHERE jti IN ({_in(1, n_w)})")
+        rows = await tx.fetch(" UNION ALL ".join(parts), *wanted, *subs, *clients)
+        parents: dict[str, tuple[str, str, float | None, str | None, str | None, int | None]] = {
+            r[1]: (r[2], r[3], None if r[4] is None else float(r[4]), r[5], r[6], None if r[7] is None else int(r[7]))
+            for r in rows if r[0] == 0
         }
+        revoked_subjects = {(r[1], r[2]): (float(r[4]), r[5], r[6], int(r[7])) for r in rows if r[0] == 1}
+        revoked_clients = {r[1]: (float(r[4]), r[5], r[6], int(r[7])) for r in rows if r[0] == 2}
         rows: list[tuple[Any, ...]] = []
         for record, e in run:
             parent = parents.get(e.parent_jti) if e.parent_jti else None
