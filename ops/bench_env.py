@@ -175,7 +175,9 @@ class BenchSetup:
             "issuer": BATON_ISSUER,
             "server": {"host": "127.0.0.1", "port": port, "workers": workers, "worker_class": worker_class,
                        "keep_alive_timeout": 75.0, "read_timeout": 10.0, "graceful_timeout": 5.0},
-            "store": {"url": store_url},
+            # a 2 ms gathering window makes group-commit batches larger when several workers share the
+            # append lock (docs/performance.md); it adds at most 2 ms to an exchange at low load
+            "store": {"url": store_url, "batch_wait_ms": 2.0},
             "cache": {"url": cache_url, "prefix": prefix},
             "signing": {"keys": str(self.workdir / "signing-keys.json")},
             "tokens": {"ttl": 300, "max_depth": 3},
