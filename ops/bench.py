@@ -32,7 +32,14 @@ import httpx
 from app.types import CLIENT_ASSERTION_TYPE_JWT, GRANT_TOKEN_EXCHANGE, TT_ACCESS_TOKEN
 from ops.bench_env import BenchSetup, ServerProcess, baton_process, cpu_seconds
 from ops.bench_load import LoadResult, Workload, run_load, wrk_available
-from ops.bench_probe import metrics_batches, pg_commits, redis_commandstats, redis_delta, sqlite_batches
+from ops.bench_probe import (
+    metrics_batches,
+    metrics_key_cache,
+    pg_commits,
+    redis_commandstats,
+    redis_delta,
+    sqlite_batches,
+)
 from ops.faults import free_port
 
 SCENARIOS = ("impersonation", "delegation", "chain3", "private_key_jwt", "denial", "introspection")
@@ -103,6 +110,7 @@ class Row:
     redis_round_trips_per_exchange: float | None
     redis_commands_per_exchange: float | None
     generator: str
+    key_cache_hit_rate: float | None = None
     ratio_to_ceiling: dict[str, float | None] = field(default_factory=dict)
 
 
@@ -208,6 +216,7 @@ class Snapshot:
     db: int | None
     sqlite_head: int = 0
     redis: dict[str, int] | None = None
+    key_cache: tuple[int, int] | None = None
 
 
 def _snapshot(server: ServerProcess | None, backend: Backend | None, url: str, sqlite_head: int) -> Snapshot:
@@ -221,7 +230,8 @@ def _snapshot(server: ServerProcess | None, backend: Backend | None, url: str, s
     elif backend is not None:
         db = metrics_batches(url)
     redis = redis_commandstats(backend.cache_url) if backend is not None and backend.cache_url.startswith("redis") else None
-    return Snapshot(cpu, db, head, redis)
+    key_cache = metrics_key_cache(url) if backend is not None else None
+    return Snapshot(cpu, db, head, redis, key_cache)
 
 
 def measure(name: str, scenario: str, url: str, work: Workload, connections: int, options: Options,
@@ -250,7 +260,12 @@ def measure(name: str, scenario: str, url: str, work: Workload, connections: int
     if before.redis is not None and after.redis is not None:
         commands, trips = redis_delta(before.redis, after.redis, RATE_BUCKETS)
         redis_cmds, redis_rt = commands / answered, trips / answered
+    hit_rate = None
+    if before.key_cache is not None and after.key_cache is not None:
+        hits, lookups = (a - b for a, b in zip(after.key_cache, before.key_cache))
+        hit_rate = round(hits / lookups, 4) if lookups > 0 else None
     return Row(
+        key_cache_hit_rate=hit_rate,
         backend=name, scenario=scenario, connections=connections, exchanges_per_s=round(result.rate, 1),
         p50_ms=round(result.p50_ms, 2), p95_ms=round(result.p95_ms, 2), p99_ms=round(result.p99_ms, 2),
         requests=result.requests, errors=result.errors, statuses=result.statuses,
@@ -444,7 +459,7 @@ def _fmt(value: float | None, spec: str) -> str:
 def table(report: dict[str, Any]) -> str:
     """The report as a text table."""
     head = (f"{'backend':15} {'scenario':16} {'conns':>5} {'exch/s':>9} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} "
-            f"{'errors':>6} {'cpu':>5} {'µs/exch':>8} {'db tx':>6} {'redis':>6} {'×ceil':>6}")
+            f"{'errors':>6} {'cpu':>5} {'µs/exch':>8} {'db tx':>6} {'redis':>6} {'keyhit':>6} {'×ceil':>6}")
     lines = [head, "-" * len(head)]
     ceiling = [dict(r, backend="ceiling", scenario="verify+sign only") for r in report["ceiling"].values()]
     for r in [*report["results"], *ceiling]:
@@ -454,7 +469,7 @@ def table(report: dict[str, Any]) -> str:
             f"{r['p50_ms']:>7.2f} {r['p95_ms']:>7.2f} {r['p99_ms']:>7.2f} {r['errors']:>6} "
             f"{_fmt(r['server_cpu_cores'], '.2f'):>5} {_fmt(r['cpu_us_per_exchange'], '.0f'):>8} "
             f"{_fmt(r['db_tx_per_exchange'], '.3f'):>6} {_fmt(r['redis_round_trips_per_exchange'], '.2f'):>6} "
-            f"{_fmt(ratio, '.2f'):>6}"
+            f"{_fmt(r.get('key_cache_hit_rate'), '.1%'):>6} {_fmt(ratio, '.2f'):>6}"
         )
     m = report["machine"]
     lines.append(f"machine: {m['cpu']} ×{m['cores']}, {m['memory']}, Python {m['python']}; "

@@ -92,3 +92,23 @@ def metrics_batches(url: str) -> int | None:
         return None
     match = re.search(r"^baton_store_batch_size_count(?:\{[^}]*\})? ([0-9.e+]+)$", text, re.M)
     return int(float(match.group(1))) if match else None
+
+
+_KEY_CACHE = re.compile(r'^baton_key_cache_total\{([^}]*)\} ([0-9.e+]+)$', re.M)
+
+
+def metrics_key_cache(url: str) -> tuple[int, int] | None:
+    """(hits, lookups) of the issuer key cache from ``/metrics`` (one worker's view), None when absent."""
+    try:
+        text = httpx.get(url + "/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return None
+    hits = lookups = 0
+    for labels, value in _KEY_CACHE.findall(text):
+        if 'kind="issuer"' not in labels:
+            continue
+        count = int(float(value))
+        lookups += count
+        if 'result="hit"' in labels:
+            hits += count
+    return (hits, lookups) if lookups or "baton_key_cache_total" in text else None

@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 ROW_FIELDS = {
     "backend", "scenario", "connections", "exchanges_per_s", "p50_ms", "p95_ms", "p99_ms", "requests", "errors",
     "statuses", "server_cpu_cores", "cpu_us_per_exchange", "worker_cpu_cores", "db_tx_per_exchange",
-    "redis_round_trips_per_exchange", "redis_commands_per_exchange", "generator", "ratio_to_ceiling",
+    "redis_round_trips_per_exchange", "redis_commands_per_exchange", "generator", "key_cache_hit_rate", "ratio_to_ceiling",
 }
 
 
