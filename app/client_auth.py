@@ -12,6 +12,7 @@ HMAC under a process-random key.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import base64
 import binascii
 import hashlib
@@ -89,6 +90,7 @@ class ClientAuthenticator:
         self._mac_key = os.urandom(32)
         self._verified: dict[str, bytes] = {}
         self._kdf_slots = asyncio.Semaphore(max(1, min(4, os.cpu_count() or 1)))
+        self._client_locks: dict[str, asyncio.Lock] = {}
         self._dummy_hash: str | None = None
 
     def fetch_count(self, client_id: str) -> int:
@@ -150,10 +152,17 @@ class ClientAuthenticator:
         if known is not None and hmac.compare_digest(known, mac):
             return True
         # the KDF runs in a worker thread, a few at a time, so wrong secrets cannot stall the event loop
-        async with self._kdf_slots:
-            ok = await asyncio.to_thread(verify_secret, secret, encoded)
-        if ok and client_id is not None:
-            self._verified[client_id] = mac
+        # one verification per client at a time: concurrent first requests wait for the
+        # first one's result instead of each paying the KDF
+        lock = self._client_locks.setdefault(client_id, asyncio.Lock()) if client_id in self._clients else None
+        async with lock if lock is not None else contextlib.nullcontext():
+            known = self._verified.get(client_id) if client_id is not None else None
+            if known is not None and hmac.compare_digest(known, mac):
+                return True
+            async with self._kdf_slots:
+                ok = await asyncio.to_thread(verify_secret, secret, encoded)
+            if ok and client_id is not None:
+                self._verified[client_id] = mac
         return ok
 
     async def _dummy(self) -> str:

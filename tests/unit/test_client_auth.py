@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -335,3 +336,13 @@ async def test_replay_entry_lives_as_long_as_the_assertion(auth, jwt_key, clock,
     clock.now += 2
     assert await cache.get(key) is None
     await refused("assertion_expired", auth, form=form)
+
+
+async def test_concurrent_first_requests_pay_the_kdf_once(auth, monkeypatch):
+    """Ten simultaneous first requests of one client with the right secret run scrypt once, not ten times."""
+    calls = []
+    real = client_auth.verify_secret
+    monkeypatch.setattr(client_auth, "verify_secret", lambda s, e: calls.append(1) or real(s, e))
+    clients = await asyncio.gather(*(auth.authenticate(basic("basic-client", SECRET), {}, TOKEN_URL) for _ in range(10)))
+    assert {c.client_id for c in clients} == {"basic-client"}
+    assert len(calls) == 1
