@@ -12,7 +12,6 @@ Writers (``baton keys …``, the automatic schedule) take ``flock`` on a sibling
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import fcntl
 import os
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import structlog
 
+from .periodic import Periodic
 from .keys import KeyRing, read_key_file
 from .metrics import KEY_RELOADS
 
@@ -58,15 +58,16 @@ def file_signature(path: str | Path) -> Signature | None:
     return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-class KeyFileWatcher:
+class KeyFileWatcher(Periodic):
     """Polls the key file and hands each good new :class:`KeyRing` to ``adopt``."""
+
+    task_name = "baton-key-watcher"
 
     def __init__(self, path: str | Path, adopt: Callable[[KeyRing], None], interval: float) -> None:
         self._path = Path(path)
         self._adopt = adopt
-        self._interval = interval
+        self.period = interval
         self._seen = file_signature(self._path)
-        self._task: asyncio.Task[None] | None = None
 
     def check(self) -> bool:
         """Reload when the file changed; True when a new ring was adopted."""
@@ -85,23 +86,9 @@ class KeyFileWatcher:
         log.info("signing_keys_reloaded", kid=ring.kid, published=[k["kid"] for k in ring.public_jwks["keys"]])
         return True
 
-    def start(self) -> None:
-        """Poll on the running loop until :meth:`stop`."""
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="baton-key-watcher")
-
-    async def stop(self) -> None:
-        """Stop polling."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                self.check()
-            except Exception as exc:  # never let the watcher die: the old ring keeps serving
-                log.error("signing_keys_reload_failed", path=str(self._path), error=type(exc).__name__)
+    async def round(self) -> None:
+        """One poll of the key file."""
+        try:
+            self.check()
+        except Exception as exc:  # never let the watcher die: the old ring keeps serving
+            log.error("signing_keys_reload_failed", path=str(self._path), error=type(exc).__name__)

@@ -8,8 +8,6 @@ store could not record is not made.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,6 +20,7 @@ from eventstore.store import EventStore
 from .config import Config
 from .key_file import KeyFileBusy, key_file_lock
 from .key_lifecycle import KeyChange, max_token_lifetime, record_changes, scheduled
+from .periodic import Periodic
 from .keys import Jwk, read_key_file, write_key_file
 
 log = structlog.get_logger("baton.keys")
@@ -41,15 +40,17 @@ async def apply_key_change(
     return changes
 
 
-class KeyScheduler:
+class KeyScheduler(Periodic):
     """Runs the automatic rotation schedule every ``interval`` seconds (one instance wins each round)."""
+
+    task_name = "baton-key-schedule"
 
     def __init__(self, config: Config, store: EventStore, clock: Callable[[], float] = time.time) -> None:
         self._config = config
         self._store = store
         self._clock = clock
         self._max_lifetime = max_token_lifetime(config)
-        self._task: asyncio.Task[None] | None = None
+        self.period = config.signing.reload_seconds
 
     async def tick(self) -> Sequence[KeyChange]:
         """One round of the schedule; returns what changed (nothing when another writer holds the lock)."""
@@ -66,25 +67,11 @@ class KeyScheduler:
             log.info("signing_key_changed", kid=change.kid, state=change.state, by="schedule")
         return changes
 
-    def start(self) -> None:
-        """Run :meth:`tick` periodically on the running loop."""
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="baton-key-schedule")
-
-    async def stop(self) -> None:
-        """Stop the schedule."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._config.signing.reload_seconds)
-            try:
-                await self.tick()
-            except (StoreError, OSError) as exc:  # store down or file read-only: try again next round
-                log.warning("key_schedule_failed", error=type(exc).__name__, detail=str(exc)[:200])
-            except Exception as exc:
-                log.error("key_schedule_failed", error=type(exc).__name__, detail=str(exc)[:200])
+    async def round(self) -> None:
+        """One tick; failures are logged and retried next round."""
+        try:
+            await self.tick()
+        except (StoreError, OSError) as exc:  # store down or file read-only: try again next round
+            log.warning("key_schedule_failed", error=type(exc).__name__, detail=str(exc)[:200])
+        except Exception as exc:
+            log.error("key_schedule_failed", error=type(exc).__name__, detail=str(exc)[:200])
