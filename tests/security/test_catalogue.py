@@ -13,9 +13,14 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Awaitable
 
+import contextlib
+import uuid
+
 import httpx
 import pytest
 import pytest_asyncio
+
+from tests.conftest import PG_URL, unreachable
 
 from .catalogue import CASES, Case
 from .requests import Req
@@ -24,10 +29,34 @@ from .world import World
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
-    async with World(tmp_path_factory.mktemp("catalogue")) as started:
-        yield started
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=["sqlite", "postgres"])
+async def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
+    """One Baton for the whole catalogue, on each event store backend (PostgreSQL fails under CI when down)."""
+    async with throwaway_store(request.param) as store_url:
+        async with World(tmp_path_factory.mktemp("catalogue"), store_url) as started:
+            yield started
+
+
+@contextlib.asynccontextmanager
+async def throwaway_store(backend: str) -> AsyncIterator[str | None]:
+    """None for SQLite (the World's own file), else a DSN on a throwaway PostgreSQL schema."""
+    if backend == "sqlite":
+        yield None
+        return
+    import asyncpg
+
+    schema = f"sec_{uuid.uuid4().hex[:12]}"
+    try:
+        conn = await asyncpg.connect(PG_URL, timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        unreachable("PostgreSQL", exc)
+    try:
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+        sep = "&" if "?" in PG_URL else "?"
+        yield f"{PG_URL}{sep}search_path={schema}"
+    finally:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await conn.close()
 
 
 def _request_id(case: Case) -> str:

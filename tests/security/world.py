@@ -161,10 +161,13 @@ def world_config(tmp_path: Path, issuers: dict[str, FakeIssuer], client_keys: di
 class World(Harness):
     """A started Baton over every fake issuer of the catalogue, with client keys and fetch counters."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, store_url: str | None = None) -> None:
         self.issuers = _issuers()
         self.client_keys = {c: new_key("ES256", f"{c}-key") for c in PKJWT_CLIENTS}
-        config = config_from_dict(world_config(tmp_path, self.issuers, self.client_keys))
+        raw = world_config(tmp_path, self.issuers, self.client_keys)
+        if store_url is not None:
+            raw["store"] = {"url": store_url}
+        config = config_from_dict(raw)
         self.config = config
         self.idp = self.issuers[MAIN]
         self.router = CountingRouter({_host(i): fake.app for i, fake in self.issuers.items()})
