@@ -333,6 +333,8 @@ class ProjectionRunner:
                 await asyncio.wait(waiters, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED)
                 for waiter in waiters:
                     waiter.cancel()
+                # let the cancellations land, or a loop closed right after finds them pending
+                await asyncio.gather(*waiters, return_exceptions=True)
         finally:
             if unsubscribe is not None:
                 await _maybe_await(unsubscribe())

@@ -74,6 +74,12 @@ def run_asgi(
         except BaseException as exc:  # surfaced to the test thread
             failure.append(exc)
         finally:
+            # cancel what the server left behind (e.g. its shutdown-trigger waiter) before closing the loop
+            pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.close()
 
     thread = threading.Thread(target=runner, name=f"asgi-{port}", daemon=True)
