@@ -21,7 +21,14 @@ def test_quickstart_installs_and_starts_the_demo_then_runs_the_tests() -> None:
 
 
 def test_ci_marker_runs_the_readme_test_command() -> None:
-    """The marker .ci/run extracts is the second command (plus only -p no:cacheprovider), right above it."""
+    """The marker .ci/run checks is the second command (plus only -p no:cacheprovider), right above it."""
     marker = f"<!-- test-command: {TESTS} -p no:cacheprovider -->"
     assert README.count("<!-- test-command:") == 1
     assert f"{marker}\n```sh\n{TESTS}\n```" in README
+
+
+def test_ci_run_runs_the_readme_test_command_verbatim() -> None:
+    """.ci/run holds the README marker's command word for word and runs it."""
+    ci_run = (Path(__file__).resolve().parents[2] / ".ci" / "run").read_text()
+    assert f'TEST_COMMAND="{TESTS} -p no:cacheprovider"' in ci_run
+    assert 'bash -c "$TEST_COMMAND"' in ci_run
