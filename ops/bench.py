@@ -31,7 +31,7 @@ import httpx
 
 from app.types import CLIENT_ASSERTION_TYPE_JWT, GRANT_TOKEN_EXCHANGE, TT_ACCESS_TOKEN
 from ops.bench_env import BenchSetup, ServerProcess, baton_process, cpu_seconds
-from ops.bench_load import LoadResult, Workload, run_load, wrk_available
+from ops.bench_load import Workload, run_load, wrk_available
 from ops.bench_probe import (
     metrics_batches,
     metrics_key_cache,
@@ -40,7 +40,7 @@ from ops.bench_probe import (
     redis_delta,
     sqlite_batches,
 )
-from ops.faults import free_port
+from ops.config_files import free_port
 
 SCENARIOS = ("impersonation", "delegation", "chain3", "private_key_jwt", "denial", "introspection")
 #: rate-limit buckets per exchange in the generated config (client + client/subject, one script run)

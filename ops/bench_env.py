@@ -32,7 +32,7 @@ from joserfc import jws
 from joserfc.jwk import ECKey
 
 from app.secrets import hash_secret
-from ops.faults import free_port, toml_text
+from ops.config_files import free_port, toml_text
 
 BATON_ISSUER = "https://baton.bench"
 USER_AUDIENCE = "baton"

@@ -54,6 +54,7 @@ from app.secrets import hash_secret
 from app.types import CLIENT_ASSERTION_TYPE_JWT, GRANT_TOKEN_EXCHANGE, TT_ACCESS_TOKEN
 from eventstore import open_store
 from eventstore.verify import verify
+from ops.config_files import free_port, toml_text
 from tests.support.fake_issuer import FakeIssuer, new_key, sign
 from tests.support.live_server import run_asgi
 
@@ -64,41 +65,6 @@ HEALTHY = (200,)
 
 
 # --------------------------------------------------------------------------- configuration
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{json.dumps(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
-    raise TypeError(f"cannot write {type(value).__name__} to TOML")
-
-
-def toml_text(config: dict[str, Any]) -> str:
-    """TOML for a Baton configuration (top-level keys, tables, arrays of tables; nested tables inline)."""
-    lines = [f"{k} = {_toml_value(v)}" for k, v in config.items() if not isinstance(v, (dict, list))]
-    for name, value in config.items():
-        if isinstance(value, dict):
-            lines.append(f"\n[{name}]")
-            lines += [f"{k} = {_toml_value(v)}" for k, v in value.items()]
-        elif isinstance(value, list):
-            for item in value:
-                lines.append(f"\n[[{name}]]")
-                lines += [f"{k} = {_toml_value(v)}" for k, v in item.items()]
-    return "\n".join(lines) + "\n"
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import pytest
+
+from ops.config_files import free_port
 from redis.asyncio import Redis
 
 
@@ -23,13 +24,6 @@ async def eventually(check: Callable[[], Awaitable[bool]], within: float = 5.0) 
         if loop.time() >= deadline:
             return False
         await asyncio.sleep(0.02)
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class RedisServer:

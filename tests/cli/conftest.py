@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -31,13 +31,6 @@ def run_baton(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.Com
     return subprocess.run(
         baton_command(*args), cwd=cwd, env=cli_env(), input=stdin, capture_output=True, text=True, timeout=60
     )
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(autouse=True)

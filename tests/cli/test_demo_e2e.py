@@ -16,7 +16,9 @@ import httpx
 import jwt
 import pytest
 
-from .conftest import baton_command, cli_env, free_port
+from ops.config_files import free_port
+
+from .conftest import baton_command, cli_env
 
 
 @dataclass

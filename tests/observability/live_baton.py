@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,29 +21,12 @@ from typing import Any
 
 import httpx
 
+from ops.config_files import free_port, toml_value
 from tests.support.fake_issuer import FakeIssuer
 from tests.support.harness import base_config
 from tests.support.live_server import base_url_of, bind_free_port, run_asgi
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def toml_value(value: Any) -> str:
-    """A TOML inline value for JSON-like data (TOML basic strings accept JSON string escapes)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    return json.dumps(value)
-
-
-def free_port() -> int:
-    """A port that was free a moment ago (the child binds it itself)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
