@@ -192,6 +192,7 @@ class ProjectionsConfig(_Section):
 
     run_audit: bool = True
     poll_interval: Annotated[float, msgspec.Meta(gt=0, le=60)] = 0.5
+    batch_interval: Annotated[float, msgspec.Meta(ge=0, le=10)] = 0.1
     batch_size: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 500
     lease_seconds: Annotated[float, msgspec.Meta(ge=1, le=600)] = 15.0
 

@@ -143,6 +143,7 @@ class Runtime:
                 batch_size=settings.batch_size,
                 lease_seconds=settings.lease_seconds,
                 poll_interval=settings.poll_interval,
+                batch_interval=settings.batch_interval,
             )
             try:
                 await runner.run(self._projections_stop)

@@ -232,18 +232,22 @@ class ProjectionRunner:
         batch_size: int = 500,
         lease_seconds: float = 15.0,
         poll_interval: float = 0.5,
+        batch_interval: float = 0.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         assert batch_size > 0 and lease_seconds > 0 and poll_interval > 0, "runner settings must be positive"
+        assert batch_interval >= 0, "batch_interval must not be negative"
         self.store = store
         self.projections = list(projections)
         self.owner = owner or f"runner-{uuid.uuid4().hex[:12]}"
         self.batch_size = batch_size
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval
+        self.batch_interval = batch_interval
         self._clock = clock
         self._renewed: dict[str, float] = {}  # projection -> when we last renewed its lease
         self._checkpoints: dict[str, int] = {}
+        self._heads: dict[str, int] = {}  # projection -> log head seen in its last batch
         self._wake = asyncio.Event()
 
     async def setup(self) -> None:
@@ -266,9 +270,10 @@ class ProjectionRunner:
     async def step(self, projection: AsyncProjection, head: int | None = None) -> int:
         """Apply at most one batch to ``projection``; the number of events applied (0 when idle or not leader).
 
-        Idle leaders renew their lease only when a third of it has run out, and
-        followers try to take it only once it looks expired, so a quiet system
-        does not take the write lock every poll.
+        ``head`` is the log head as last seen (None: unknown, look). Idle leaders
+        renew their lease only when a third of it has run out, and followers try
+        to take it only once it looks expired, so a quiet system does not take
+        the write lock every poll.
         """
         name, now = projection.name, self._clock()
         if self.holds(name):
@@ -291,23 +296,43 @@ class ProjectionRunner:
             log.info("projection %s: lease taken by %s at checkpoint %d", name, self.owner, checkpoint)
         self._renewed[name] = now
         self._checkpoints[name] = checkpoint
+        self._heads[name] = head_now
         CHECKPOINT_GAUGE.labels(name).set(checkpoint)
         LAG_GAUGE.labels(name).set(max(0, head_now - checkpoint))
         if applied:
             APPLIED_COUNTER.labels(name).inc(applied)
         return applied
 
-    async def catch_up(self) -> int:
-        """Apply batches until every projection this runner leads is at the head; events applied."""
+    async def catch_up(self, *, news: bool = False) -> int:
+        """Apply batches until every projection this runner leads is at the head; events applied.
+
+        ``news``: the caller knows events were appended (a notification), so a
+        leader goes straight to its batch instead of first reading the head.
+        After each batch the head read inside it says whether another is due.
+        """
         total = 0
+        start: int | None = None if news else (await self.store.head())[0]
+        heads = {p.name: start for p in self.projections}
         while True:
-            head, _ = await self.store.head()
             applied = 0
             for projection in self.projections:
-                applied += await self.step(projection, head)
+                applied += await self.step(projection, heads[projection.name])
+                heads[projection.name] = self._heads.get(projection.name, start)
             total += applied
             if applied == 0:
                 return total
+
+    @staticmethod
+    async def _wait(stop: asyncio.Event, wake: asyncio.Event | None, timeout: float) -> bool:
+        """Wait until ``stop``, ``wake`` (if given) or ``timeout``; True when woken by ``wake``."""
+        events = [e for e in (wake, stop) if e is not None]
+        waiters = [asyncio.ensure_future(e.wait()) for e in events]
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in waiters:
+            waiter.cancel()
+        # let the cancellations land, or a loop closed right after finds them pending
+        await asyncio.gather(*waiters, return_exceptions=True)
+        return wake is not None and wake.is_set() and not stop.is_set()
 
     async def release(self) -> None:
         """Give up every lease this runner holds."""
@@ -320,21 +345,22 @@ class ProjectionRunner:
         stop = stop or asyncio.Event()
         await self.setup()
         unsubscribe = await _subscribe(self.store, self.wake)
+        news = False
         try:
             while not stop.is_set():
                 self._wake.clear()  # before catching up: a notification arriving meanwhile is kept
                 try:
-                    await self.catch_up()
+                    await self.catch_up(news=news)
                 except StoreError as exc:  # database down: keep the checkpoint, retry after a poll
                     log.warning("projection runner: %s", exc)
                 except Exception:  # a failing batch rolled back; keep the runner alive and retry after a poll
                     log.exception("projection runner: batch failed")
-                waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
-                await asyncio.wait(waiters, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED)
-                for waiter in waiters:
-                    waiter.cancel()
-                # let the cancellations land, or a loop closed right after finds them pending
-                await asyncio.gather(*waiters, return_exceptions=True)
+                # only a leader acts on notifications; a follower looks at the lease once per poll
+                leading = any(self.holds(p.name) for p in self.projections)
+                news = await self._wait(stop, self._wake if leading else None, self.poll_interval)
+                if news and self.batch_interval > 0:
+                    # gather the commits of a busy moment into one batch instead of one batch per commit
+                    await self._wait(stop, None, self.batch_interval)
         finally:
             if unsubscribe is not None:
                 await _maybe_await(unsubscribe())

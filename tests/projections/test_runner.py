@@ -271,3 +271,86 @@ async def test_run_loop_survives_a_failing_batch(store):
     stop.set()
     await asyncio.wait_for(task, 5)
     assert (await projection_status(store, ["audit"]))[0].checkpoint == 0
+
+
+class BatchRecorder(AuditProjection):
+    """The audit projection, remembering how many events each batch it applied held."""
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+
+    async def apply(self, tx, records) -> None:
+        self.batches.append(len(records))
+        await super().apply(tx, records)
+
+
+class FetchCounter(ListeningStore):
+    """A listening store that counts the reads the runner makes outside its batches."""
+
+    def __init__(self, inner) -> None:
+        super().__init__(inner)
+        self.fetches = 0
+
+    async def fetch(self, sql, *args):
+        self.fetches += 1
+        return await self._inner.fetch(sql, *args)
+
+
+async def test_a_burst_of_notifications_is_applied_in_one_batch(store):
+    """With `batch_interval`, the commits notified during a busy moment share one transaction of the runner."""
+    wrapped = ListeningStore(store)
+    recorder = BatchRecorder()
+    runner = ProjectionRunner(wrapped, [recorder], poll_interval=3600, batch_interval=1.0)
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    await _status_until(store, lambda s: s.lease_owner == runner.owner)
+    for _ in range(4):  # four commits, each notified, well within the interval
+        await _chain_events(store, 1)
+        wrapped.callbacks[0]()
+        await asyncio.sleep(0.02)
+    await _status_until(store, lambda s: s.checkpoint == 4)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert recorder.batches == [4]
+    assert (await projection_status(store, ["audit"]))[0].checkpoint == 4
+
+
+async def test_without_batch_interval_each_notification_is_followed_at_once(store):
+    """`batch_interval = 0` keeps the old behaviour: a notified commit is applied without waiting."""
+    wrapped = ListeningStore(store)
+    recorder = BatchRecorder()
+    runner = ProjectionRunner(wrapped, [recorder], poll_interval=3600, batch_interval=0)
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    await _status_until(store, lambda s: s.lease_owner == runner.owner)
+    for expected in (1, 2):
+        await _chain_events(store, 1)
+        wrapped.callbacks[0]()
+        await _status_until(store, lambda s, n=expected: s.checkpoint == n)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert recorder.batches == [1, 1]
+
+
+async def test_a_follower_ignores_notifications_and_polls_the_lease(store):
+    """While another runner holds the lease, notifications do not make a follower query the database."""
+    leader = ProjectionRunner(store, [AuditProjection()], owner="leader", lease_seconds=600)
+    await leader.setup()
+    await leader.catch_up()  # takes the lease
+    wrapped = FetchCounter(store)
+    follower = ProjectionRunner(wrapped, [AuditProjection()], owner="follower", poll_interval=3600, lease_seconds=600)
+    stop = asyncio.Event()
+    task = asyncio.create_task(follower.run(stop))
+    while not wrapped.callbacks:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    before = wrapped.fetches
+    for _ in range(20):
+        await _chain_events(store, 1)
+        wrapped.callbacks[0]()
+        await asyncio.sleep(0.005)
+    await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert wrapped.fetches == before
+    assert not follower.holds("audit")
