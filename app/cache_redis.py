@@ -36,32 +36,56 @@ RateLimitPolicy = Literal["fail_open_local", "fail_closed"]
 #: seconds to wait that a refused request is told when Redis is down under ``fail_closed``
 FAIL_CLOSED_WAIT = 1.0
 
-#: GCRA on the Redis server's clock, in integer microseconds (exact in Lua's doubles),
-#: over one or more buckets at once: a request passes only if every bucket allows it,
-#: and only then is a token taken from each (one round trip for client and subject limits).
-#: Same semantics as :func:`app.cache.gcra_all`: ``burst`` at once, then one per interval.
-#: ARGV holds (interval, tolerance) per key.
+#: GCRA on the Redis server's clock, in integer microseconds (exact in Lua's doubles), for a batch
+#: of requests at once (the concurrent rate-limit calls of one instance share one round trip).
+#: Requests are judged in order, each seeing the tokens the earlier ones took; a request passes
+#: only if every one of its buckets allows it, and only then takes a token from each. Same
+#: semantics as :func:`app.cache.gcra_all` applied request after request.
+#: ARGV[1] = number of requests; then per request: its bucket count, then (interval, tolerance)
+#: per bucket. KEYS are the requests' buckets, in the same order. Returns each request's wait
+#: (µs, 0 when allowed).
 GCRA_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local tats = {}
-local wait = 0
+local stored = redis.call('MGET', unpack(KEYS))
+local tats, written, order, results = {}, {}, {}, {}
 for i = 1, #KEYS do
-  local tat = tonumber(redis.call('GET', KEYS[i])) or now
-  if tat < now then tat = now end
-  tats[i] = tat
-  local w = tat - tonumber(ARGV[2 * i]) - now
-  if w > wait then wait = w end
+  if tats[KEYS[i]] == nil then tats[KEYS[i]] = tonumber(stored[i]) or now end
 end
-if wait > 0 then
-  return math.max(wait, 1000)
+local k, a = 1, 2
+for r = 1, tonumber(ARGV[1]) do
+  local count = tonumber(ARGV[a])
+  a = a + 1
+  local wait = 0
+  for i = 0, count - 1 do
+    local tat = math.max(tats[KEYS[k + i]], now)
+    local w = tat - tonumber(ARGV[a + 2 * i + 1]) - now
+    if w > wait then wait = w end
+  end
+  if wait > 0 then
+    results[r] = math.max(wait, 1000)
+  else
+    for i = 0, count - 1 do
+      local key = KEYS[k + i]
+      tats[key] = math.max(tats[key], now) + tonumber(ARGV[a + 2 * i])
+      if not written[key] then
+        written[key] = true
+        order[#order + 1] = key
+      end
+    end
+    results[r] = 0
+  end
+  k = k + count
+  a = a + 2 * count
 end
-for i = 1, #KEYS do
-  local tat = tats[i] + tonumber(ARGV[2 * i - 1])
-  redis.call('SET', KEYS[i], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000))
+for _, key in ipairs(order) do
+  redis.call('SET', key, string.format('%.0f', tats[key]), 'PX', math.ceil((tats[key] - now) / 1000))
 end
-return 0
+return results
 """
+#: most bucket keys judged by one script run (bounds its argument list, Lua's unpack and the time
+#: Redis is busy with it); a batch always takes at least one request
+MAX_BATCH_KEYS = 512
 _GCRA_SHA = hashlib.sha1(GCRA_LUA.encode()).hexdigest()
 
 # Everything a broken, restarting, overloaded or unreachable Redis can raise.
@@ -77,6 +101,36 @@ class _Unavailable(Exception):
 def _ms(ttl: float) -> int:
     """A TTL in whole milliseconds, at least 1 (Redis refuses PX 0)."""
     return max(1, math.ceil(ttl * 1000))
+
+
+def _take_batch(queue: list[_LimitRequest]) -> tuple[list[_LimitRequest], list[_LimitRequest]]:
+    """The first requests of ``queue`` holding at most :data:`MAX_BATCH_KEYS` keys (at least one), and the rest."""
+    size = taken = 0
+    for request in queue:
+        if taken and size + len(request.keys) > MAX_BATCH_KEYS:
+            break
+        size += len(request.keys)
+        taken += 1
+    return queue[:taken], queue[taken:]
+
+
+class _LimitRequest:
+    """One caller's buckets waiting for a script run, and the future that gets its verdict."""
+
+    __slots__ = ("keys", "args", "verdict")
+
+    def __init__(self, keys: list[str], args: list[int], verdict: asyncio.Future[int]) -> None:
+        self.keys = keys
+        self.args = args
+        self.verdict = verdict
+
+    def settle(self, *, result: int = 0, exc: BaseException | None = None) -> None:
+        if self.verdict.done():
+            return
+        if exc is not None:
+            self.verdict.set_exception(exc)
+        else:
+            self.verdict.set_result(result)
 
 
 class RedisCache:
@@ -122,6 +176,8 @@ class RedisCache:
         self.calls = 0
         self.errors = 0
         self.fallbacks = 0
+        self._limits: list[_LimitRequest] = []  # rate-limit calls waiting for the next script run
+        self._limits_task: asyncio.Task[None] | None = None
 
     @property
     def degraded(self) -> bool:
@@ -181,12 +237,55 @@ class RedisCache:
             keys.append(self._rl(key))
             args += [interval, interval * max(burst - 1, 0)]
         try:
-            wait_us = await self._run(lambda: self._gcra(keys, args))
+            wait_us = await self._judge(keys, args)
         except _Unavailable:
             if self._policy == "fail_closed":
                 return FAIL_CLOSED_WAIT
             return await self._local.rate_limit_all(limited)
-        return int(wait_us) / 1_000_000
+        return wait_us / 1_000_000
+
+    async def _judge(self, keys: list[str], args: list[int]) -> int:
+        """Queue one request's buckets for the next script run and wait for its verdict (µs to wait)."""
+        if self._clock() < self._down_until:
+            self.fallbacks += 1
+            raise _Unavailable
+        request = _LimitRequest(keys, args, asyncio.get_running_loop().create_future())
+        self._limits.append(request)
+        if self._limits_task is None:
+            self._limits_task = asyncio.get_running_loop().create_task(self._judge_queued())
+        return await request.verdict
+
+    async def _judge_queued(self) -> None:
+        """Run the script for everything queued, batch after batch, until the queue is empty.
+
+        Only one run is in flight at a time; calls made meanwhile form the next batch, so
+        under load one round trip serves many requests and when idle a call waits for none.
+        """
+        try:
+            await asyncio.sleep(0)  # let the requests already runnable in this loop turn join
+            while self._limits:
+                batch, self._limits = _take_batch(self._limits)
+                keys = [key for request in batch for key in request.keys]
+                argv: list[int] = [len(batch)]
+                for request in batch:
+                    argv += [len(request.keys), *request.args]
+                try:
+                    waits = await self._run(lambda: self._gcra(keys, argv))
+                except _Unavailable as exc:
+                    for request in batch:
+                        request.settle(exc=exc)
+                    continue
+                except BaseException as exc:  # cancelled (shutdown): no caller is left waiting
+                    for request in [*batch, *self._limits]:
+                        request.settle(exc=_Unavailable())
+                    self._limits = []
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
+                    continue
+                for request, wait in zip(batch, waits):
+                    request.settle(result=int(wait))
+        finally:
+            self._limits_task = None
 
     async def ping(self) -> bool:
         """PING Redis now (ignoring the backoff); a success ends the degraded state."""
@@ -207,13 +306,13 @@ class RedisCache:
     def _rl(self, key: str) -> str:
         return f"{self._prefix}rl:{key}"
 
-    async def _gcra(self, keys: list[str], args: list[int]) -> int:
+    async def _gcra(self, keys: list[str], argv: list[int]) -> list[int]:
         try:
-            return await self._redis.evalsha(_GCRA_SHA, len(keys), *keys, *args)
+            return await self._redis.evalsha(_GCRA_SHA, len(keys), *keys, *argv)
         except NoScriptError:
             # EVAL also caches the script, so the next EVALSHA finds it.
             self.calls += 1
-            return await self._redis.eval(GCRA_LUA, len(keys), *keys, *args)
+            return await self._redis.eval(GCRA_LUA, len(keys), *keys, *argv)
 
     async def _run(self, command: Callable[[], Awaitable[T]], *, probe: bool = False) -> T:
         """Run one Redis command within the timeout, or raise :class:`_Unavailable`."""

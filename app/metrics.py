@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import weakref
 from collections.abc import Iterator
 from typing import Any
@@ -31,6 +32,10 @@ REVOCATIONS = Counter("baton_revocations_total", "Revocation events appended", [
 RATE_LIMITED = Counter("baton_rate_limited_total", "Requests refused by a rate limit")
 STORE_ERRORS = Counter("baton_store_errors_total", "Requests refused because the event store was unavailable")
 READY = Gauge("baton_ready", "1 when this instance is ready to serve")
+PROCESS_ID = Gauge(
+    "baton_process_id", "Process id of the worker that answered this scrape (tells the workers of one instance apart)"
+)
+PROCESS_ID.set_function(os.getpid)
 POSTGRES_ERRORS = Counter(
     "baton_postgres_errors_total", "PostgreSQL failures seen by this instance, by where they surfaced", ["where"]
 )

@@ -33,19 +33,18 @@ from app.types import CLIENT_ASSERTION_TYPE_JWT, GRANT_TOKEN_EXCHANGE, TT_ACCESS
 from ops.bench_env import BenchSetup, ServerProcess, baton_process, cpu_seconds
 from ops.bench_load import Workload, run_load, wrk_available
 from ops.bench_probe import (
+    key_cache_hit_rate,
     metrics_batches,
-    metrics_key_cache,
+    per_worker_delta,
     pg_commits,
+    redis_commands,
     redis_commandstats,
-    redis_delta,
     sqlite_batches,
+    worker_metrics,
 )
 from ops.config_files import free_port
 
 SCENARIOS = ("impersonation", "delegation", "chain3", "private_key_jwt", "denial", "introspection")
-#: rate-limit buckets per exchange in the generated config (client + client/subject, one script run)
-RATE_BUCKETS = 2
-
 
 @dataclass
 class Options:
@@ -216,7 +215,7 @@ class Snapshot:
     db: int | None
     sqlite_head: int = 0
     redis: dict[str, int] | None = None
-    key_cache: tuple[int, int] | None = None
+    workers: dict[int, str] | None = None  # /metrics text by worker process id
 
 
 def _snapshot(server: ServerProcess | None, backend: Backend | None, url: str, sqlite_head: int) -> Snapshot:
@@ -230,8 +229,8 @@ def _snapshot(server: ServerProcess | None, backend: Backend | None, url: str, s
     elif backend is not None:
         db = metrics_batches(url)
     redis = redis_commandstats(backend.cache_url) if backend is not None and backend.cache_url.startswith("redis") else None
-    key_cache = metrics_key_cache(url) if backend is not None else None
-    return Snapshot(cpu, db, head, redis, key_cache)
+    workers = worker_metrics(url) if backend is not None else None
+    return Snapshot(cpu, db, head, redis, workers)
 
 
 def measure(name: str, scenario: str, url: str, work: Workload, connections: int, options: Options,
@@ -258,12 +257,13 @@ def measure(name: str, scenario: str, url: str, work: Workload, connections: int
             source = "pg_stat_database.xact_commit" if backend.pg_admin else "/metrics baton_store_batch_size_count"
     redis_rt = redis_cmds = None
     if before.redis is not None and after.redis is not None:
-        commands, trips = redis_delta(before.redis, after.redis, RATE_BUCKETS)
-        redis_cmds, redis_rt = commands / answered, trips / answered
-    hit_rate = None
-    if before.key_cache is not None and after.key_cache is not None:
-        hits, lookups = (a - b for a, b in zip(after.key_cache, before.key_cache))
-        hit_rate = round(hits / lookups, 4) if lookups > 0 else None
+        redis_cmds = redis_commands(before.redis, after.redis) / answered
+        if before.workers and after.workers:
+            served = per_worker_delta(before.workers, after.workers, "baton_request_duration_seconds_count",
+                                      f'endpoint="{work.path}"')
+            calls = per_worker_delta(before.workers, after.workers, "baton_redis_calls_total")
+            redis_rt = calls / served if served > 0 else None
+    hit_rate = key_cache_hit_rate(before.workers, after.workers) if before.workers and after.workers else None
     return Row(
         key_cache_hit_rate=hit_rate,
         backend=name, scenario=scenario, connections=connections, exchanges_per_s=round(result.rate, 1),

@@ -8,10 +8,13 @@
   the events appended (every event of a batch carries the batch's time), which
   counts every worker process; against a ``--target`` the ``/metrics`` counter
   ``baton_store_batch_size_count`` of whichever worker answers is used.
-- Redis: ``INFO commandstats``. Commands a Lua script runs are counted there
-  too, so round trips are the commands minus those issued inside the
-  rate-limit script (one ``TIME`` per run, plus one ``GET`` and one ``SET``
-  per bucket); the probe's own ``INFO`` is left out.
+- Redis round trips: Baton's own count (``baton_redis_calls_total``) per worker
+  process, divided by the requests that worker answered on the scenario's
+  path. ``/metrics`` is answered by whichever worker takes the connection, so
+  it is scraped on fresh connections until every worker has been seen, each
+  telling itself apart by ``baton_process_id``. Redis commands (which include
+  those the rate-limit script runs inside Redis) come from ``INFO commandstats``,
+  without the probe's own ``INFO``.
 """
 
 from __future__ import annotations
@@ -61,14 +64,42 @@ def redis_commandstats(url: str) -> dict[str, int]:
     return {name.removeprefix("cmdstat_"): int(stats["calls"]) for name, stats in info.items()}
 
 
-def redis_delta(before: dict[str, int], after: dict[str, int], buckets: int) -> tuple[int, int]:
-    """(commands, round trips) between two commandstats readings; ``buckets`` per rate-limit script run."""
+def redis_commands(before: dict[str, int], after: dict[str, int]) -> int:
+    """Commands Redis ran between two commandstats readings (scripts' inner commands included, INFO not)."""
     delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
     delta.pop("info", None)
-    commands = sum(v for v in delta.values() if v > 0)
-    scripts = delta.get("time", 0)
-    inner = scripts + min(delta.get("get", 0), scripts * buckets) + min(delta.get("set", 0), scripts * buckets)
-    return commands, commands - inner
+    return sum(v for v in delta.values() if v > 0)
+
+
+_PROCESS_ID = re.compile(r"^baton_process_id ([0-9.e+]+)$", re.M)
+
+
+def worker_metrics(url: str, tries: int = 16) -> dict[int, str]:
+    """The ``/metrics`` text of every worker that answered, by process id (one fresh connection per try)."""
+    seen: dict[int, str] = {}
+    for _ in range(tries):
+        try:
+            text = httpx.get(url + "/metrics", timeout=5).text
+        except httpx.HTTPError:
+            continue
+        match = _PROCESS_ID.search(text)
+        if match:
+            seen[int(float(match.group(1)))] = text
+    return seen
+
+
+def counter(text: str, name: str, *labels: str) -> float:
+    """The sum of ``name``'s samples whose labels include every one of ``labels`` (``key="value"``)."""
+    total = 0.0
+    for found_labels, value in re.findall(rf"^{re.escape(name)}(?:\{{([^}}]*)\}})? ([0-9.e+-]+)$", text, re.M):
+        if all(label in found_labels for label in labels):
+            total += float(value)
+    return total
+
+
+def per_worker_delta(before: dict[int, str], after: dict[int, str], name: str, *labels: str) -> float:
+    """How much ``name`` grew, summed over the workers seen both before and after."""
+    return sum(counter(after[pid], name, *labels) - counter(before[pid], name, *labels) for pid in after.keys() & before.keys())
 
 
 def sqlite_batches(path: Path, after: int) -> tuple[int, int]:
@@ -94,21 +125,8 @@ def metrics_batches(url: str) -> int | None:
     return int(float(match.group(1))) if match else None
 
 
-_KEY_CACHE = re.compile(r'^baton_key_cache_total\{([^}]*)\} ([0-9.e+]+)$', re.M)
-
-
-def metrics_key_cache(url: str) -> tuple[int, int] | None:
-    """(hits, lookups) of the issuer key cache from ``/metrics`` (one worker's view), None when absent."""
-    try:
-        text = httpx.get(url + "/metrics", timeout=5).text
-    except httpx.HTTPError:
-        return None
-    hits = lookups = 0
-    for labels, value in _KEY_CACHE.findall(text):
-        if 'kind="issuer"' not in labels:
-            continue
-        count = int(float(value))
-        lookups += count
-        if 'result="hit"' in labels:
-            hits += count
-    return (hits, lookups) if lookups or "baton_key_cache_total" in text else None
+def key_cache_hit_rate(before: dict[int, str], after: dict[int, str]) -> float | None:
+    """Hits over all issuer key lookups between two readings (every worker seen in both), None without lookups."""
+    hits = per_worker_delta(before, after, "baton_key_cache_total", 'kind="issuer"', 'result="hit"')
+    lookups = per_worker_delta(before, after, "baton_key_cache_total", 'kind="issuer"')
+    return round(hits / lookups, 4) if lookups > 0 else None

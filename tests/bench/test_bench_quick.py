@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from ops.bench import SCENARIOS
-from ops.bench_probe import redis_delta
+from ops.bench_probe import counter, per_worker_delta, redis_commands
 
 ROW_FIELDS = {
     "backend", "scenario", "connections", "exchanges_per_s", "p50_ms", "p95_ms", "p99_ms", "requests", "errors",
@@ -61,10 +61,21 @@ def test_ceiling_machine_and_table_are_reported(report: tuple[dict, str]) -> Non
         assert scenario in stdout
 
 
-def test_redis_round_trips_leave_out_what_the_rate_limit_script_runs() -> None:
-    """Commands a Lua script issues (TIME, a GET and SET per bucket) are not round trips; INFO is not counted."""
-    before = {"evalsha": 10, "time": 10, "get": 20, "set": 20, "info": 3}
-    after = {"evalsha": 110, "time": 110, "get": 221, "set": 220, "info": 5}
-    commands, trips = redis_delta(before, after, buckets=2)
-    assert commands == 100 + 100 + 201 + 200
-    assert trips == 100 + 1  # 100 EVALSHA and one GET of a cached key set
+def test_redis_commands_count_everything_but_the_probe() -> None:
+    """Commands run inside the rate-limit script count as Redis work; the probe's own INFO does not."""
+    before = {"evalsha": 10, "time": 10, "mget": 10, "set": 20, "info": 3}
+    after = {"evalsha": 30, "time": 30, "mget": 30, "set": 61, "info": 5}
+    assert redis_commands(before, after) == 20 + 20 + 20 + 41
+
+
+def test_round_trips_are_counted_per_worker_and_summed() -> None:
+    """Two workers, each scraped before and after: deltas of the same process are summed, a worker seen once is left out."""
+    def text(pid: int, calls: float, served: float) -> str:
+        return (f"baton_process_id {pid}.0\nbaton_redis_calls_total {calls}\n"
+                f'baton_request_duration_seconds_count{{endpoint="/token"}} {served}\n'
+                f'baton_request_duration_seconds_count{{endpoint="/introspect"}} 7.0\n')
+    before = {1: text(1, 10, 100), 2: text(2, 5, 50), 3: text(3, 0, 0)}
+    after = {1: text(1, 30, 300), 2: text(2, 15, 130)}
+    assert counter(after[1], "baton_request_duration_seconds_count", 'endpoint="/token"') == 300
+    assert per_worker_delta(before, after, "baton_redis_calls_total") == 20 + 10
+    assert per_worker_delta(before, after, "baton_request_duration_seconds_count", 'endpoint="/token"') == 200 + 80

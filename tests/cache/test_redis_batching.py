@@ -1,0 +1,78 @@
+"""Concurrent rate-limit calls of one instance share one Redis round trip, and judge as if made one by one."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from app.cache import MemoryCache
+from app.cache_redis import MAX_BATCH_KEYS, RedisCache
+
+pytestmark = pytest.mark.redis
+MakeRedis = Callable[..., RedisCache]
+SLOW = 0.001  # tokens per second: no refill can happen during a test
+_prefixes = itertools.count()
+
+
+async def test_concurrent_calls_share_one_round_trip(make_redis_cache: MakeRedis) -> None:
+    """Forty concurrent exchanges of one client: one script run answers them all, and exactly the burst passes."""
+    cache = make_redis_cache()
+    before = cache.calls
+    waits = await asyncio.gather(*(cache.rate_limit_all([("c:a", SLOW, 5), (f"s:a:{i % 4}", SLOW, 100)]) for i in range(40)))
+    assert cache.calls - before == 1
+    assert list(waits).count(0.0) == 5
+    assert all(w > 0 for w in waits[5:])  # judged in call order: the first five took the burst
+
+
+async def test_a_call_alone_is_not_delayed_for_a_batch(make_redis_cache: MakeRedis) -> None:
+    """An idle instance sends a lone call at once: one round trip per call, each answered before the next."""
+    cache = make_redis_cache()
+    before = cache.calls
+    for _ in range(3):
+        assert await asyncio.wait_for(cache.rate_limit("c:idle", SLOW, 10), 1.0) == 0.0
+    assert cache.calls - before == 3
+
+
+async def test_calls_made_while_a_run_is_in_flight_form_the_next_batch(make_redis_cache: MakeRedis) -> None:
+    """Requests arriving during a round trip are not lost or reordered: they go in the next script run."""
+    cache = make_redis_cache()
+    first = [asyncio.ensure_future(cache.rate_limit("c:waves", SLOW, 6)) for _ in range(4)]
+    await asyncio.sleep(0)  # the first batch is on its way
+    second = [asyncio.ensure_future(cache.rate_limit("c:waves", SLOW, 6)) for _ in range(4)]
+    waits = await asyncio.gather(*first, *second)
+    assert list(waits[:4]) == [0.0] * 4
+    assert list(waits[4:]).count(0.0) == 2
+
+
+async def test_a_batch_larger_than_one_script_run_is_split(make_redis_cache: MakeRedis) -> None:
+    """More keys than one run may carry: several runs, the same verdicts."""
+    cache = make_redis_cache()
+    count = MAX_BATCH_KEYS  # two keys each: two runs at least
+    waits = await asyncio.gather(*(cache.rate_limit_all([("c:big", SLOW, 10), (f"s:{i}", SLOW, 1)]) for i in range(count)))
+    assert list(waits).count(0.0) == 10
+    assert cache.calls >= 2
+
+
+request_strategy = st.lists(
+    st.lists(st.sampled_from(["a", "b", "c", "d"]), min_size=1, max_size=3, unique=True), min_size=1, max_size=30
+)
+burst_strategy = st.fixed_dictionaries({k: st.integers(min_value=1, max_value=4) for k in "abcd"})
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(requests=request_strategy, bursts=burst_strategy)
+async def test_a_batch_judges_like_the_same_calls_one_after_another(
+    make_redis_cache: MakeRedis, key_prefix: str, requests: list[list[str]], bursts: dict[str, int]
+) -> None:
+    """Property: whatever mix of buckets concurrent requests name, the batched verdicts equal sequential GCRA."""
+    cache = make_redis_cache(prefix=f"{key_prefix}{next(_prefixes)}:")  # fresh buckets per example
+    buckets = [[(key, SLOW, bursts[key]) for key in names] for names in requests]
+    batched = await asyncio.gather(*(cache.rate_limit_all(b) for b in buckets))
+    reference = MemoryCache()
+    sequential = [await reference.rate_limit_all(b) for b in buckets]
+    assert [w == 0.0 for w in batched] == [w == 0.0 for w in sequential]
