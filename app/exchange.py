@@ -1,10 +1,13 @@
 """The token exchange itself (RFC 8693 §2), after the form is parsed and the client authenticated.
 
 Order of checks: rate limit → grant type → exchange rights → request shape →
-target → subject token → actor token → lineage (revoked? depth?) → kind and
-``may_act`` → scopes → claims → sign → append ``TokenExchanged`` (lineage
-updated in the same transaction) → respond. Nothing is returned before the
-event is durable. Every refusal raises :class:`OAuthError`; the caller records
+target → subject token → actor token → lineage of Baton tokens (revoked?
+depth?) → kind and ``may_act`` → scopes → claims → sign → append
+``TokenExchanged`` on condition that no revocation covers it (judged under the
+store's write lock, where the lineage is updated in the same transaction) →
+respond. Revocations of other issuers' subjects are judged only there: one
+check, never stale, and no extra read. Nothing is returned before the event is
+durable. Every refusal raises :class:`OAuthError`; the caller records
 it as ``ExchangeDenied`` with what :class:`DenialContext` gathered so far.
 """
 
@@ -17,10 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from eventstore import NO_STREAM, StoreUnavailable, TokenExchanged
+from eventstore import NO_STREAM, AppendRefused, StoreUnavailable, TokenExchanged
 from eventstore.errors import InvalidEvent
 from eventstore.store import EventStore
-from projections.lineage import LineageReader, LineageRow
+from projections.lineage import ExchangeCondition, LineageReader, LineageRow, PresentedToken
 
 from .cache import Cache, retry_after_seconds
 from .claims import actor_claim, build_claims, expiry
@@ -58,6 +61,13 @@ class DenialContext:
 class _Subject:
     token: ValidatedToken
     lineage: LineageRow | None
+
+
+#: what an append refused by the lineage means for the caller (see ExchangeCondition)
+_REFUSALS = {
+    "subject_revoked": "subject token's subject has been revoked",
+    "actor_revoked": "actor token's subject has been revoked",
+}
 
 
 class TokenExchanger:
@@ -116,12 +126,13 @@ class TokenExchanger:
         target = self._policy.resolve_target(client, form.getlist("audience"), form.getlist("resource"))
         ctx.audience = [target.audience]
 
-        subject = await self._subject(subject_token, subject_kind, client, ctx)
+        presented: list[PresentedToken] = []  # tokens of other issuers: revocation of their subjects is judged at append
+        subject = await self._subject(subject_token, subject_kind, client, ctx, presented)
         if client.subject_rate > 0:
             # one round trip for both limits: the subject is known only now
             subject_key = f"s:{client.client_id}:{subject.token.issuer}:{subject.token.subject}"
             await self._rate_limit([client_bucket, (subject_key, client.subject_rate, max(client.subject_burst, 1))])
-        actor = await self._actor(actor_token, actor_type, client, ctx) if actor_token else None
+        actor = await self._actor(actor_token, actor_type, client, ctx, presented) if actor_token else None
 
         kind = self._policy.exchange_kind(client, actor is not None)
         prior_act = subject.token.claims.get("act")
@@ -204,10 +215,18 @@ class TokenExchanger:
         )
         try:
             (record,) = await self._store.append(
-                f"token-{jti}", [event], expected_version=NO_STREAM, event_ids=[f"x-{jti}"]
+                f"token-{jti}", [event], expected_version=NO_STREAM, event_ids=[f"x-{jti}"],
+                condition=ExchangeCondition(presented=tuple(presented)),
             )
         except StoreUnavailable as exc:
             raise temporarily_unavailable("the event store is unavailable; no token was issued") from exc
+        except AppendRefused as exc:
+            # judged under the store's write lock: a revocation committed before this append is always seen
+            if exc.reason in _REFUSALS:
+                raise invalid_request(_REFUSALS[exc.reason], reason=exc.reason) from exc
+            raise invalid_request(
+                "a revocation covering this exchange committed while it ran", reason="revoked_during_exchange"
+            ) from exc
         except InvalidEvent as exc:
             raise invalid_request("the exchange cannot be recorded faithfully", reason="unrecordable") from exc
         if record.note == "born_revoked":
@@ -237,7 +256,9 @@ class TokenExchanger:
         except TokenRejected as exc:
             raise invalid_request(f"{role}: {exc.description}", reason=f"{role.split('_')[0]}_{exc.reason}") from exc
 
-    async def _subject(self, token: str, kind: str, client: ClientConfig, ctx: DenialContext) -> _Subject:
+    async def _subject(
+        self, token: str, kind: str, client: ClientConfig, ctx: DenialContext, presented: list[PresentedToken]
+    ) -> _Subject:
         validated = await self._validate(token, kind, "subject_token")
         ctx.subject_iss, ctx.subject_sub = validated.issuer, validated.subject
         ctx.subject_jti = _str_or_none(validated.claims.get("jti"))
@@ -245,11 +266,12 @@ class TokenExchanger:
         if validated.local:
             row = await self._own_token_lineage(validated, "subject", client)
             return _Subject(validated, row)
-        await self._check_subject_revocation(validated, "subject")
+        presented.append(_presented(validated, "subject"))
         return _Subject(validated, None)
 
     async def _actor(
-        self, token: str, token_type: str | None, client: ClientConfig, ctx: DenialContext
+        self, token: str, token_type: str | None, client: ClientConfig, ctx: DenialContext,
+        presented: list[PresentedToken],
     ) -> ValidatedToken:
         kind = _token_kind(token_type or "", "actor_token_type")
         validated = await self._validate(token, kind, "actor_token")
@@ -257,7 +279,7 @@ class TokenExchanger:
         if validated.local:
             await self._own_token_lineage(validated, "actor", client)
         else:
-            await self._check_subject_revocation(validated, "actor")
+            presented.append(_presented(validated, "actor"))
         return validated
 
     async def _own_token_lineage(self, token: ValidatedToken, role: str, client: ClientConfig) -> LineageRow:
@@ -275,14 +297,6 @@ class TokenExchanger:
             )
         return row
 
-    async def _check_subject_revocation(self, token: ValidatedToken, role: str) -> None:
-        before = await self._read(self._lineage.subject_revoked_before(token.issuer, token.subject))
-        if before is None:
-            return
-        iat = token.claims.get("iat")
-        if not isinstance(iat, (int, float)) or isinstance(iat, bool) or iat < before:
-            raise invalid_request(f"{role} token's subject has been revoked", reason=f"{role}_revoked")
-
     @staticmethod
     async def _read(awaitable: Any) -> Any:
         try:
@@ -296,6 +310,13 @@ def _token_kind(token_type: str, parameter: str) -> str:
     if kind is None:
         raise invalid_request(f"{parameter} {token_type!r} is not supported", reason="unsupported_token_type")
     return kind
+
+
+def _presented(token: ValidatedToken, role: str) -> PresentedToken:
+    """A token of another issuer as the append condition sees it (no ``iat``: any revocation covers it)."""
+    iat = token.claims.get("iat")
+    issued_at = float(iat) if isinstance(iat, (int, float)) and not isinstance(iat, bool) else None
+    return PresentedToken(role=role, iss=token.issuer, sub=token.subject, issued_at=issued_at)
 
 
 def _str_or_none(value: Any) -> str | None:

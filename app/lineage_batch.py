@@ -1,14 +1,16 @@
 """Group reads of the lineage projection: concurrent lookups share one query.
 
-Every exchange asks the lineage one question (is this subject revoked? where
-is this Baton token in its chain?), each an indexed point lookup, and on
-PostgreSQL each a transaction of its own. :class:`BatchedLineageReader`
+An exchange of a Baton token, and every introspection, asks the lineage where
+the token is in its chain and whether it is revoked: an indexed point lookup,
+and on PostgreSQL a transaction of its own. :class:`BatchedLineageReader`
 answers the lookups that arrive together with one ``IN (…)`` query, the way
 group commit shares one transaction among concurrent appends.
 
 Freshness is unchanged: a lookup is answered by a query that starts after the
 lookup was asked (while a query is in flight, new keys wait for the next one),
 so a revocation committed before the request asked is always seen.
+(Revocations of other issuers' subjects are not read here at all: the exchange
+appends on condition, and the lineage judges that under the write lock.)
 """
 
 from __future__ import annotations
@@ -80,29 +82,16 @@ def _in(count: int) -> str:
 
 
 class BatchedLineageReader(LineageReader):
-    """:class:`LineageReader` whose per-exchange lookups (``get``, ``subject_revoked_before``) are grouped."""
+    """:class:`LineageReader` whose per-request lookup (``get``) is grouped."""
 
     def __init__(self, store: EventStore) -> None:
         super().__init__(store)
         self._rows: Coalescer[str, LineageRow | None] = Coalescer(self._fetch_rows, None)
-        self._subjects: Coalescer[tuple[str, str], float | None] = Coalescer(self._fetch_subjects, None)
 
     async def get(self, jti: str) -> LineageRow | None:
         """The lineage of an issued token, or None when Baton never issued it."""
         return await self._rows.load(jti)
 
-    async def subject_revoked_before(self, iss: str, sub: str) -> float | None:
-        """The instant before which every token of subject (iss, sub) is revoked, if any."""
-        return await self._subjects.load((iss, sub))
-
     async def _fetch_rows(self, jtis: Sequence[str]) -> dict[str, LineageRow | None]:
         rows = await self._store.fetch(f"SELECT {LINEAGE_COLUMNS} FROM lineage WHERE jti IN ({_in(len(jtis))})", *jtis)
         return {r[0]: row_from_tuple(r) for r in rows}
-
-    async def _fetch_subjects(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], float | None]:
-        subs = sorted({sub for _, sub in keys})
-        rows = await self._store.fetch(
-            f"SELECT iss, sub, before FROM revoked_subjects WHERE sub IN ({_in(len(subs))})", *subs
-        )
-        wanted = set(keys)
-        return {(r[0], r[1]): float(r[2]) for r in rows if (r[0], r[1]) in wanted}

@@ -1,6 +1,6 @@
 """Baton's append-only, hash-chained event log (SQLite embedded, PostgreSQL in production)."""
 
-from .errors import ConcurrencyError, IntegrityError, StoreError, StoreUnavailable
+from .errors import AppendRefused, ConcurrencyError, IntegrityError, StoreError, StoreUnavailable
 from .events import (
     ChainCheckpoint,
     ClientAuthFailed,
@@ -53,6 +53,7 @@ __all__ = [
     "STREAM_EXISTS",
     "SigningKeyRotated",
     "StoreError",
+    "AppendRefused",
     "StoreUnavailable",
     "SubjectRevoked",
     "TokenExchanged",

@@ -52,6 +52,7 @@ class StoreBase:
         *,
         expected_version: int = ANY,
         event_ids: Sequence[str] | None = None,
+        condition: Any = None,
     ) -> list[RecordedEvent]:
         """See :meth:`eventstore.store.EventStore.append`."""
         ids = list(event_ids) if event_ids is not None else [uuid.uuid4().hex for _ in events]
@@ -59,7 +60,7 @@ class StoreBase:
             raise ValueError("event_ids must match events one to one")
         data = [_canonical(event) for event in events]
         future: asyncio.Future[list[RecordedEvent]] = asyncio.get_running_loop().create_future()
-        pending = PendingAppend(stream_id, list(events), ids, expected_version, future, data=data)
+        pending = PendingAppend(stream_id, list(events), ids, expected_version, future, data=data, condition=condition)
         return await self._committer.submit(pending)
 
     async def read_all(self, from_position: int = 1, limit: int = 1000) -> list[RecordedEvent]:

@@ -18,10 +18,11 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 
-from .errors import ConcurrencyError, StoreError, StoreUnavailable
+from .errors import AppendRefused, ConcurrencyError, StoreError, StoreUnavailable
 from .events import Event, encode_event, event_type
 from .hashing import chain_hash, record_bytes
 from .store import InlineProjection, RecordedEvent, Tx
@@ -42,6 +43,7 @@ class PendingAppend:
     result: list[RecordedEvent] | None = None
     error: StoreError | None = None
     data: list[bytes] | None = None  # canonical bytes, encoded (and checked) by the caller
+    condition: Any = None  # judged by the inline projections under the write lock (ConditionChecker)
 
 
 def row_to_record(row: Sequence[object]) -> RecordedEvent:
@@ -119,6 +121,20 @@ async def _read_state(
     return position, prev, existing, versions
 
 
+async def _refusals(tx: Tx, batch: Sequence[PendingAppend], projections: Sequence[InlineProjection]) -> dict[int, str]:
+    """The appends of ``batch`` whose condition an inline projection refuses (index → reason)."""
+    if all(item.condition is None for item in batch):
+        return {}
+    appends = [(item.events, item.condition) for item in batch]
+    refused: dict[int, str] = {}
+    for projection in projections:
+        check = getattr(projection, "refusals", None)
+        if check is not None:
+            for index, reason in (await check(tx, appends)).items():
+                refused.setdefault(index, reason)
+    return refused
+
+
 async def write_batch(
     tx: Tx,
     batch: Sequence[PendingAppend],
@@ -129,10 +145,11 @@ async def write_batch(
     all_ids = [eid for item in batch for eid in item.event_ids]
     stream_ids = list({item.stream_id for item in batch})
     position, prev, existing, versions = await _read_state(tx, all_ids, stream_ids)
+    refused = await _refusals(tx, batch, projections)
 
     new_records: list[RecordedEvent] = []
     now = clock()
-    for item in batch:
+    for index, item in enumerate(batch):
         if item.event_ids and all(eid in existing for eid in item.event_ids):
             item.result = [existing[eid] for eid in item.event_ids]
             continue
@@ -142,6 +159,9 @@ async def write_batch(
         current = versions.get(item.stream_id, -1)
         if _version_conflict(item.expected_version, current):
             item.error = ConcurrencyError(item.stream_id, item.expected_version, current)
+            continue
+        if index in refused:
+            item.error = AppendRefused(refused[index])
             continue
         recorded: list[RecordedEvent] = []
         encoded = item.data if item.data is not None else [encode_event(e) for e in item.events]

@@ -21,6 +21,17 @@ class ConcurrencyError(StoreError):
         self.actual = actual
 
 
+class AppendRefused(StoreError):
+    """An inline projection found the append's condition false under the write lock; nothing was written.
+
+    ``reason`` is the projection's word for why (e.g. ``subject_revoked``).
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"append refused: {reason}")
+        self.reason = reason
+
+
 class IntegrityError(StoreError):
     """The stored log is not what it claims to be (hash chain or checkpoint mismatch)."""
 

@@ -78,6 +78,20 @@ class InlineProjection(Protocol):
         """Delete everything this projection holds (before a rebuild)."""
 
 
+class ConditionChecker(Protocol):
+    """An inline projection that also judges append conditions (optional, next to ``apply``).
+
+    ``refusals`` runs under the write lock, before positions are assigned, for a
+    batch in which at least one append carries a condition: it gets each
+    append's events and condition (None for unconditional ones) and returns the
+    indexes of the appends to refuse, with a reason. A refused append writes
+    nothing and its caller gets :class:`~eventstore.errors.AppendRefused`.
+    """
+
+    async def refusals(self, tx: Tx, appends: Sequence[tuple[Sequence[Event], Any]]) -> dict[int, str]:
+        """Reasons by append index for the appends whose condition no longer holds."""
+
+
 class EventStore(Protocol):
     """The append-only log."""
 
@@ -96,10 +110,13 @@ class EventStore(Protocol):
         *,
         expected_version: int = ANY,
         event_ids: Sequence[str] | None = None,
+        condition: Any = None,
     ) -> list[RecordedEvent]:
         """Append events to a stream durably; returns them as recorded.
 
-        Raises ``ConcurrencyError`` when the stream version does not match and
+        Raises ``ConcurrencyError`` when the stream version does not match,
+        ``AppendRefused`` when an inline projection finds ``condition`` false
+        under the write lock (see :class:`ConditionChecker`), and
         ``StoreUnavailable`` when nothing could be written. An event id that is
         already stored is not stored again: the stored record is returned.
         """

@@ -129,6 +129,84 @@ def row_from_tuple(row: Sequence[Any]) -> LineageRow:
     )
 
 
+class PresentedToken(msgspec.Struct, frozen=True, kw_only=True):
+    """A token from another issuer presented to an exchange (as ``subject`` or ``actor``)."""
+
+    role: str
+    iss: str
+    sub: str
+    #: the token's ``iat``; None when it has none (then any revocation of its subject covers it)
+    issued_at: float | None
+
+
+class ExchangeCondition(msgspec.Struct, frozen=True, kw_only=True):
+    """The condition a ``TokenExchanged`` append carries (judged by :meth:`LineageProjection.refusals`).
+
+    It holds while no committed revocation covers a presented token (its subject
+    revoked before the token was issued: ``subject_revoked`` / ``actor_revoked``),
+    the parent token, or the exchange itself (its subject or client revoked before
+    the exchange happened: ``revoked_during_exchange``).
+    """
+
+    presented: tuple[PresentedToken, ...] = ()
+
+
+_Cut = tuple[float, str, str, int]  # before, revoked_by, reason, position
+_Parent = tuple[str, str, float | None, str | None, str | None, int | None]  # origin iss/sub, revoked at/by/why/position
+
+
+class _Lookup:
+    """What the lineage holds about a batch's parent tokens, subjects and clients (read in one query)."""
+
+    __slots__ = ("parents", "subjects", "clients", "_keys")
+
+    def __init__(self, parents: dict[str, _Parent], subjects: dict[tuple[str, str], _Cut],
+                 clients: dict[str, _Cut], keys: tuple[set[str], set[str], set[str]]) -> None:
+        self.parents = parents
+        self.subjects = subjects
+        self.clients = clients
+        self._keys = keys
+
+    def covers(self, parents: Sequence[str], subs: Sequence[str], clients: Sequence[str]) -> bool:
+        """True when this lookup read every one of these keys."""
+        return self._keys[0].issuperset(parents) and self._keys[1].issuperset(subs) and self._keys[2].issuperset(clients)
+
+    def refusal(self, e: TokenExchanged, condition: ExchangeCondition) -> str | None:
+        """Why ``condition`` no longer holds for ``e`` (None while it holds)."""
+        for token in condition.presented:
+            cut = self.subjects.get((token.iss, token.sub))
+            if cut is not None and (token.issued_at is None or token.issued_at < cut[0]):
+                return f"{token.role}_revoked"
+        parent = self.parents.get(e.parent_jti) if e.parent_jti else None
+        if parent is not None and parent[2] is not None:
+            return "revoked_during_exchange"
+        origin = (parent[0], parent[1]) if parent else (e.subject_iss, e.subject_sub)
+        for cut in (self.subjects.get(origin), self.clients.get(e.client_id)):
+            if cut is not None and e.at < cut[0]:
+                return "revoked_during_exchange"
+        return None
+
+
+async def _lookup(tx: Tx, wanted: list[str], subs: list[str], clients: list[str]) -> _Lookup:
+    n_w, n_s = len(wanted), len(subs)
+    parts = [
+        f"SELECT 1, iss, sub, NULL, before, revoked_by, reason, position FROM revoked_subjects WHERE sub IN ({_in(n_w + 1, n_s)})",
+        f"SELECT 2, client_id, NULL, NULL, before, revoked_by, reason, position FROM revoked_clients "
+        f"WHERE client_id IN ({_in(n_w + n_s + 1, len(clients))})",
+    ]
+    if wanted:
+        parts.insert(0, "SELECT 0, jti, origin_iss, origin_sub, revoked_at, revoked_by, revoked_reason, revoked_position "
+                        f"FROM lineage WHERE jti IN ({_in(1, n_w)})")
+    rows = await tx.fetch(" UNION ALL ".join(parts), *wanted, *subs, *clients)
+    parents: dict[str, _Parent] = {
+        r[1]: (r[2], r[3], None if r[4] is None else float(r[4]), r[5], r[6], None if r[7] is None else int(r[7]))
+        for r in rows if r[0] == 0
+    }
+    subjects = {(r[1], r[2]): (float(r[4]), r[5], r[6], int(r[7])) for r in rows if r[0] == 1}
+    revoked_clients = {r[1]: (float(r[4]), r[5], r[6], int(r[7])) for r in rows if r[0] == 2}
+    return _Lookup(parents, subjects, revoked_clients, (set(wanted), set(subs), set(clients)))
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
@@ -162,6 +240,7 @@ class LineageProjection:
             if run:
                 await self._exchanged(tx, run)
                 run = []
+            tx.lineage_lookup = None  # type: ignore[attr-defined]  # what was read before this revocation is stale
             if isinstance(event, TokenRevoked):
                 await self._token_revoked(tx, record.position, event)
             elif isinstance(event, SubjectRevoked):
@@ -171,28 +250,47 @@ class LineageProjection:
         if run:
             await self._exchanged(tx, run)
 
+    async def refusals(self, tx: Tx, appends: Sequence[tuple[Sequence[Any], Any]]) -> dict[int, str]:
+        """Refuse ``TokenExchanged`` appends whose :class:`ExchangeCondition` a committed revocation breaks.
+
+        Runs under the write lock, so a revocation committed before this batch is
+        always seen: the exchange is refused and nothing is written. (A revocation
+        in the same batch, ahead of the exchange, is still caught by :meth:`apply`,
+        which records the token born revoked.) The lineage read made here is kept
+        on ``tx`` for :meth:`apply`, so judging costs no extra round trip.
+        """
+        exchanges = [(i, e, c) for i, (events, c) in enumerate(appends) for e in events if isinstance(e, TokenExchanged)]
+        if not any(isinstance(c, ExchangeCondition) for _, _, c in exchanges):
+            return {}
+        subs = {e.subject_sub for _, e, _ in exchanges}
+        subs.update(t.sub for _, _, c in exchanges if isinstance(c, ExchangeCondition) for t in c.presented)
+        lookup = await _lookup(
+            tx,
+            sorted({e.parent_jti for _, e, _ in exchanges if e.parent_jti}),
+            sorted(subs),
+            sorted({e.client_id for _, e, _ in exchanges}),
+        )
+        tx.lineage_lookup = lookup  # type: ignore[attr-defined]
+        refused: dict[int, str] = {}
+        for index, event, condition in exchanges:
+            if isinstance(condition, ExchangeCondition) and index not in refused:
+                reason = lookup.refusal(event, condition)
+                if reason is not None:
+                    refused[index] = reason
+        return refused
+
     async def _exchanged(self, tx: Tx, run: list[tuple[RecordedEvent, TokenExchanged]]) -> None:
         notes: dict[str, str] | None = getattr(tx, "notes", None)
-        # parents, revoked subjects and revoked clients in one round trip (this runs under the append lock)
+        # parents, revoked subjects and revoked clients in one round trip (this runs under the append lock),
+        # unless refusals() already read them for this batch
         wanted = sorted({e.parent_jti for _, e in run if e.parent_jti})
         subs = sorted({e.subject_sub for _, e in run})
         clients = sorted({e.client_id for _, e in run})
-        n_w, n_s = len(wanted), len(subs)
-        parts = [
-            f"SELECT 1, iss, sub, NULL, before, revoked_by, reason, position FROM revoked_subjects WHERE sub IN ({_in(n_w + 1, n_s)})",
-            f"SELECT 2, client_id, NULL, NULL, before, revoked_by, reason, position FROM revoked_clients "
-            f"WHERE client_id IN ({_in(n_w + n_s + 1, len(clients))})",
-        ]
-        if wanted:
-            parts.insert(0, "SELECT 0, jti, origin_iss, origin_sub, revoked_at, revoked_by, revoked_reason, revoked_position "
-                            f"FROM lineage WHERE jti IN ({_in(1, n_w)})")
-        rows = await tx.fetch(" UNION ALL ".join(parts), *wanted, *subs, *clients)
-        parents: dict[str, tuple[str, str, float | None, str | None, str | None, int | None]] = {
-            r[1]: (r[2], r[3], None if r[4] is None else float(r[4]), r[5], r[6], None if r[7] is None else int(r[7]))
-            for r in rows if r[0] == 0
-        }
-        revoked_subjects = {(r[1], r[2]): (float(r[4]), r[5], r[6], int(r[7])) for r in rows if r[0] == 1}
-        revoked_clients = {r[1]: (float(r[4]), r[5], r[6], int(r[7])) for r in rows if r[0] == 2}
+        lookup: _Lookup | None = getattr(tx, "lineage_lookup", None)
+        if lookup is None or not lookup.covers(wanted, subs, clients):
+            lookup = await _lookup(tx, wanted, subs, clients)
+        parents = dict(lookup.parents)
+        revoked_subjects, revoked_clients = lookup.subjects, lookup.clients
         rows: list[tuple[Any, ...]] = []
         for record, e in run:
             parent = parents.get(e.parent_jti) if e.parent_jti else None

@@ -46,6 +46,14 @@ async def pg_dsn():
         await conn.close()
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request, tmp_path):
+    """An event store URL per backend: a SQLite file, or a throwaway PostgreSQL schema (fails under CI if down)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/events.db"
+    return request.getfixturevalue("pg_dsn")
+
+
 @pytest.fixture
 async def redis_url():
     """The Redis server URL, after a PING; each test should use its own key prefix."""

@@ -11,53 +11,50 @@ from app.lineage_batch import BatchedLineageReader, Coalescer
 
 
 class _Store:
-    """A store whose ``fetch`` records each query and answers revoked subjects from a dict."""
+    """A store whose ``fetch`` records each query and answers lineage rows from a dict of jti → client."""
 
     def __init__(self) -> None:
         self.queries: list[tuple[Any, ...]] = []
-        self.revoked: dict[tuple[str, str], float] = {}
+        self.clients: dict[str, str] = {}
         self.gate: asyncio.Event | None = None
 
     async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         self.queries.append(args)
         if self.gate is not None:
             await self.gate.wait()
-        snapshot = dict(self.revoked)  # what the query sees when it runs
-        return [(iss, sub, before) for (iss, sub), before in snapshot.items() if sub in args]
+        snapshot = dict(self.clients)  # what the query sees when it runs
+        return [_row(jti, client) for jti, client in snapshot.items() if jti in args]
+
+
+def _row(jti: str, client: str) -> tuple[Any, ...]:
+    """A lineage row as selected with LINEAGE_COLUMNS."""
+    return (jti, None, jti, 1, "https://idp", "alice", "https://idp", "alice", client, '["orders"]', "[]", None,
+            1000, 1300, 1, None, None, None, None, None)
 
 
 async def test_concurrent_lookups_share_one_query() -> None:
     """Lookups asked in the same loop turn are answered by a single query, each with its own answer."""
     store = _Store()
-    store.revoked[("https://idp", "bob")] = 100.0
+    store.clients["t2"] = "billing"
     reader = BatchedLineageReader(store)  # type: ignore[arg-type]
-    answers = await asyncio.gather(*(reader.subject_revoked_before("https://idp", s) for s in ("alice", "bob", "bob")))
-    assert answers == [None, 100.0, 100.0]
-    assert len(store.queries) == 1 and sorted(store.queries[0]) == ["alice", "bob"]
-
-
-async def test_issuer_must_match_as_well_as_subject() -> None:
-    """A revocation of (issuer A, sub) does not answer for (issuer B, sub)."""
-    store = _Store()
-    store.revoked[("https://a", "bob")] = 100.0
-    reader = BatchedLineageReader(store)  # type: ignore[arg-type]
-    assert await reader.subject_revoked_before("https://b", "bob") is None
-    assert await reader.subject_revoked_before("https://a", "bob") == 100.0
+    rows = await asyncio.gather(*(reader.get(jti) for jti in ("t1", "t2", "t2")))
+    assert rows[0] is None and rows[1] is not None and rows[1].client_id == "billing" and rows[2] == rows[1]
+    assert len(store.queries) == 1 and sorted(store.queries[0]) == ["t1", "t2"]
 
 
 async def test_a_lookup_asked_during_a_query_waits_for_a_fresh_one() -> None:
-    """A revocation committed after a query started but before a lookup was asked is still seen by that lookup."""
+    """A row committed after a query started but before a lookup was asked is still seen by that lookup."""
     store = _Store()
     store.gate = asyncio.Event()
     reader = BatchedLineageReader(store)  # type: ignore[arg-type]
-    first = asyncio.create_task(reader.subject_revoked_before("https://idp", "carol"))
+    first = asyncio.create_task(reader.get("t3"))
     while not store.queries:
         await asyncio.sleep(0)
-    store.revoked[("https://idp", "carol")] = 50.0  # committed while the first query is in flight
-    second = asyncio.create_task(reader.subject_revoked_before("https://idp", "carol"))
+    store.clients["t3"] = "orders"  # committed while the first query is in flight
+    second = asyncio.create_task(reader.get("t3"))
     await asyncio.sleep(0)
     store.gate.set()
-    assert await second == 50.0
+    assert (await second) is not None
     assert len(store.queries) == 2
     await first
 

@@ -11,14 +11,6 @@ ADMIN_SECRET = "admin-secret-for-tests"
 ADMIN_HASH = hash_secret(ADMIN_SECRET, log_n=10)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request, tmp_path):
-    """The event store URL for one backend; the PostgreSQL leg fails under CI when the server is down."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/events.db"
-    return request.getfixturevalue("pg_dsn")
-
-
 @pytest.fixture
 async def baton(tmp_path, store_url):
     async with make_harness(tmp_path, store={"url": store_url}, admin={"token_hash": ADMIN_HASH}) as harness:

@@ -152,8 +152,10 @@ async def test_admin_revokes_every_token_of_a_subject(baton):
     for token in (a, b, c):
         assert (await introspect(baton, token))["active"] is False
     assert (await introspect(baton, bob))["active"] is True
+    exchanged_before = len(await baton.events("TokenExchanged"))
     refused = await baton.exchange(old_alice, audience="orders")
     assert refused.status_code == 400 and (await baton.events("ExchangeDenied"))[-1].reason == "subject_revoked"
+    assert len(await baton.events("TokenExchanged")) == exchanged_before  # refused before anything was written
 
 
 async def test_admin_revokes_a_client(baton):

@@ -3,61 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from eventstore import NO_STREAM, ClientRevoked, SubjectRevoked, TokenExchanged, TokenRevoked
-from eventstore import open_store
+from eventstore import ClientRevoked, SubjectRevoked, TokenRevoked
 from projections.lineage import LineageProjection, LineageReader
 from projections.rebuild import rebuild_inline
-
-IDP = "https://idp.example.com"
-BATON = "https://baton.example.com"
-
-
-def exchanged(jti: str, parent: tuple[str, str, int] | None = None, *, sub: str = "alice", client: str = "svc-a",
-              issued_at: int = 1_000, iss: str = IDP) -> TokenExchanged:
-    """A TokenExchanged event; ``parent`` is (parent jti, root jti, parent depth)."""
-    return TokenExchanged(
-        at=float(issued_at), request_id=uuid.uuid4().hex, client_id=client, kind="impersonation",
-        subject_iss=BATON if parent else iss, subject_sub=sub, subject_token_type="urn:ietf:params:oauth:token-type:access_token",
-        parent_jti=parent[0] if parent else None, root_jti=parent[1] if parent else jti,
-        depth=(parent[2] + 1) if parent else 1, audience=["billing"], scope=["billing:read"], issued_jti=jti,
-        issued_token_type="urn:ietf:params:oauth:token-type:access_token", issued_at=issued_at,
-        expires_at=issued_at + 300, token_sha256="0" * 64, kid="k1",
-    )
-
-
-async def issue(store, event: TokenExchanged) -> None:
-    await store.append(f"token-{event.issued_jti}", [event], expected_version=NO_STREAM)
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request, tmp_path):
-    """One URL per backend; the PostgreSQL leg fails under CI when the server is down."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/events.db"
-    return request.getfixturevalue("pg_dsn")
-
-
-@pytest.fixture
-async def store(store_url):
-    s = open_store(store_url, [LineageProjection()])
-    await s.open()
-    yield s
-    await s.close()
-
-
-async def chain(store, *jtis: str, **kw) -> None:
-    parent = None
-    for depth, jti in enumerate(jtis):
-        event = exchanged(jti, parent, **kw)
-        await issue(store, event)
-        parent = (jti, jtis[0], depth + 1)
+from tests.lineage.builders import IDP, chain, exchanged, issue
 
 
 async def test_chain_records_parent_root_and_depth(store):

@@ -1,3 +1,3 @@
 """Fixtures: an open store on every backend that exists (SQLite, and PostgreSQL when built)."""
 
-from tests.projections.fixtures import store, store_url  # noqa: F401
+from tests.projections.fixtures import store  # noqa: F401

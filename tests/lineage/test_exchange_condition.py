@@ -1,0 +1,95 @@
+"""Conditional appends: a TokenExchanged carrying an ExchangeCondition is refused, and nothing written, when a
+committed revocation covers it — judged under the store's write lock, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from eventstore import NO_STREAM, AppendRefused, ClientRevoked, SubjectRevoked, TokenRevoked
+from projections.lineage import ExchangeCondition, LineageReader, PresentedToken
+from tests.lineage.builders import IDP, chain, exchanged, issue
+
+PARTNER = "https://partner.example.com"
+
+
+def presented(role: str, sub: str, iat: float | None, iss: str = IDP) -> PresentedToken:
+    return PresentedToken(role=role, iss=iss, sub=sub, issued_at=iat)
+
+
+async def issue_if(store, event, *tokens: PresentedToken):
+    return await store.append(f"token-{event.issued_jti}", [event], expected_version=NO_STREAM,
+                              condition=ExchangeCondition(presented=tokens))
+
+
+async def refusal(store, event, *tokens: PresentedToken) -> str:
+    head = await store.head()
+    with pytest.raises(AppendRefused) as refused:
+        await issue_if(store, event, *tokens)
+    assert await store.head() == head  # nothing was written
+    assert await LineageReader(store).get(event.issued_jti) is None
+    return refused.value.reason
+
+
+async def test_a_subject_token_issued_before_its_subjects_revocation_is_refused(store):
+    """alice revoked before T: her token issued before T is refused (subject_revoked), one issued after T is not."""
+    await store.append("subject", [SubjectRevoked(at=1_500.0, iss=IDP, sub="alice", before=1_500.0, by="ops")])
+    assert await refusal(store, exchanged("old", issued_at=1_600), presented("subject", "alice", 1_400)) == "subject_revoked"
+    (record,) = await issue_if(store, exchanged("new", issued_at=1_600), presented("subject", "alice", 1_550))
+    assert record.note is None and not (await LineageReader(store).get("new")).revoked
+
+
+async def test_a_token_without_iat_is_covered_by_any_revocation_of_its_subject(store):
+    """No iat means the token may be from before the revocation: refused."""
+    await store.append("subject", [SubjectRevoked(at=1_500.0, iss=IDP, sub="alice", before=1_500.0, by="ops")])
+    assert await refusal(store, exchanged("x", issued_at=1_600), presented("subject", "alice", None)) == "subject_revoked"
+
+
+async def test_an_actor_tokens_revoked_subject_refuses_the_exchange(store):
+    """The actor's subject (another issuer's service) revoked: actor_revoked, the subject itself is fine."""
+    await store.append("subject", [SubjectRevoked(at=1_500.0, iss=PARTNER, sub="svc-x", before=1_500.0, by="ops")])
+    reason = await refusal(store, exchanged("x", issued_at=1_600), presented("subject", "alice", 1_550),
+                           presented("actor", "svc-x", 1_400, iss=PARTNER))
+    assert reason == "actor_revoked"
+
+
+async def test_same_subject_at_another_issuer_is_not_covered(store):
+    """A revocation names an issuer and a subject: the same sub from another issuer passes."""
+    await store.append("subject", [SubjectRevoked(at=1_500.0, iss=PARTNER, sub="alice", before=1_500.0, by="ops")])
+    await issue_if(store, exchanged("x", issued_at=1_600), presented("subject", "alice", 1_400))
+    assert not (await LineageReader(store).get("x")).revoked
+
+
+async def test_revoked_parent_or_client_refuses_as_a_race(store):
+    """A revoked parent token, or a client revoked past the exchange's instant: revoked_during_exchange."""
+    await chain(store, "A")
+    await store.append("token-A", [TokenRevoked(at=2_000.0, jti="A", by="ops")])
+    assert await refusal(store, exchanged("B", ("A", "A", 1), issued_at=2_100)) == "revoked_during_exchange"
+    await store.append("client", [ClientRevoked(at=2_000.0, client_id="svc-z", before=3_000.0, by="ops")])
+    assert await refusal(store, exchanged("C", client="svc-z", issued_at=2_100)) == "revoked_during_exchange"
+
+
+async def test_refused_appends_do_not_fail_the_rest_of_their_batch(store):
+    """Concurrent conditional appends share a batch: only the covered one is refused, the others commit."""
+    await store.append("subject", [SubjectRevoked(at=1_500.0, iss=IDP, sub="mallory", before=1_500.0, by="ops")])
+    results = await asyncio.gather(
+        *(issue_if(store, exchanged(f"ok{i}", sub=f"user{i}", issued_at=1_600), presented("subject", f"user{i}", 1_400))
+          for i in range(8)),
+        issue_if(store, exchanged("bad", sub="mallory", issued_at=1_600), presented("subject", "mallory", 1_400)),
+        return_exceptions=True,
+    )
+    assert all(not isinstance(r, BaseException) for r in results[:8])
+    assert isinstance(results[8], AppendRefused) and results[8].reason == "subject_revoked"
+    reader = LineageReader(store)
+    rows = [await reader.get(f"ok{i}") for i in range(8)]
+    assert all(row is not None and not row.revoked for row in rows)
+    assert await reader.get("bad") is None
+
+
+async def test_an_unconditional_append_still_records_a_born_revoked_token(store):
+    """Without a condition (replays, old callers) a covered token is recorded born revoked, as before."""
+    await chain(store, "A")
+    await store.append("token-A", [TokenRevoked(at=2_000.0, jti="A", by="ops")])
+    await issue(store, exchanged("B", ("A", "A", 1)))
+    assert (await LineageReader(store).get("B")).revoked
