@@ -25,7 +25,7 @@ from .exchange import DenialContext
 from .forms import Form, read_form
 from .issuers import ValidatedToken
 from .jose_strict import TokenRejected, parse_compact
-from .metrics import EXCHANGES, RATE_LIMITED, STORE_ERRORS, note_store_error
+from .metrics import EXCHANGES, RATE_LIMITED, STORE_ERRORS, labelled, note_store_error
 from .revocation import revoke_token
 from .runtime import Runtime
 from .types import GRANT_TOKEN_EXCHANGE
@@ -74,8 +74,8 @@ def client_address(request: Request) -> str | None:
 async def _authenticate(runtime: Runtime, request: Request, form: Form, ctx: DenialContext) -> ClientConfig:
     claimed = form.get("client_id")
     ctx.client_id = claimed[:128] if claimed else None  # as claimed: recorded, never trusted
-    endpoint_url = runtime.config.issuer.rstrip("/") + request.url.path
-    client = await runtime.authenticator.authenticate(dict(request.headers), form.single, endpoint_url)
+    endpoint_url = runtime.config.issuer.rstrip("/") + request.scope["path"]
+    client = await runtime.authenticator.authenticate(request.headers, form.single, endpoint_url)
     ctx.client_id = client.client_id
     ctx.authenticated = True
     return client
@@ -99,7 +99,7 @@ def oauth_endpoint(name: str, handler: Handler) -> Callable[[Request], Awaitable
             response = await handler(runtime, request, form, client, ctx)
             request.scope.setdefault("state", {})["client_id"] = client.client_id
             if name == "token":
-                EXCHANGES.labels("issued", "").inc()
+                labelled(EXCHANGES, "issued", "").inc()
             return response
         except OAuthError as exc:
             request.scope.setdefault("state", {}).update(client_id=ctx.client_id, reason=exc.reason)
@@ -109,7 +109,7 @@ def oauth_endpoint(name: str, handler: Handler) -> Callable[[Request], Awaitable
             elif exc.status == 429:
                 RATE_LIMITED.inc()
             if name == "token":
-                EXCHANGES.labels("denied", exc.reason).inc()
+                labelled(EXCHANGES, "denied", exc.reason).inc()
             if exc.status != 503:
                 await runtime.record_denial(exc, request_id, name, client_address(request), ctx)
             return error_response(exc)

@@ -26,7 +26,7 @@ from joserfc.jwk import KeySet, import_key
 from app.cache import Cache
 from app.config import CacheConfig, Config, TrustedIssuer
 from app.http_fetch import FetchError, fetch_json
-from app.metrics import KEY_CACHE
+from app.metrics import KEY_CACHE, labelled
 from app.jose_strict import (
     KEY_FIT,
     ParsedJWS,
@@ -161,9 +161,9 @@ class KeyCache:
         """Keys for ``owner`` that should hold ``kid``; raise :class:`TokenRejected` when unavailable."""
         keys = self.fresh(owner, kid)
         if keys is not None:
-            KEY_CACHE.labels(self._kind, owner, "hit").inc()
+            labelled(KEY_CACHE, self._kind, owner, "hit").inc()
             return keys
-        KEY_CACHE.labels(self._kind, owner, "miss").inc()
+        labelled(KEY_CACHE, self._kind, owner, "miss").inc()
         lock = self._locks.setdefault(owner, asyncio.Lock())
         entry = self._entries.get(owner)
         if lock.locked() and entry is not None and entry.has(kid) and self._within_stale(entry):
@@ -193,7 +193,7 @@ class KeyCache:
         elif now < self._retry_at.get(owner, 0.0):
             return self._stale(owner, kid, entry, "the last fetch failed; retrying later")
         self._fetches[owner] = self._fetches.get(owner, 0) + 1
-        KEY_CACHE.labels(self._kind, owner, "refresh").inc()
+        labelled(KEY_CACHE, self._kind, owner, "refresh").inc()
         try:
             document, ttl = await fetch()
             fresh_keys = public_key_set(document)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import weakref
 from collections.abc import Iterator
@@ -47,6 +48,16 @@ KEY_CACHE = Counter(
 KEY_RELOADS = Counter("baton_signing_key_reloads_total", "Key-file reloads by result (ok, failed)", ["result"])
 SIGNING_KEYS = Gauge("baton_signing_keys", "Signing keys loaded by lifecycle state", ["state"])
 # projection lag: ``baton_projection_lag_events{projection}`` is defined by projections/runner.py
+
+
+@functools.lru_cache(maxsize=4096)
+def labelled(metric: Any, *values: str) -> Any:
+    """``metric.labels(*values)``, looked up once: the hot path counts without prometheus-client's lock and checks.
+
+    Label values here come from configuration or fixed sets (endpoints, outcomes, reasons,
+    trusted issuers), so the cache stays small; the bound is a safety net.
+    """
+    return metric.labels(*values)
 
 
 def note_store_error(store: object, where: str) -> None:

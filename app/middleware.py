@@ -14,7 +14,7 @@ import time
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .metrics import REQUEST_SECONDS
+from .metrics import REQUEST_SECONDS, labelled
 
 log = structlog.get_logger("baton.access")
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -62,7 +62,7 @@ class RequestContextMiddleware:
             elapsed = time.perf_counter() - started
             path = scope.get("path", "")
             endpoint = path if path in _KNOWN else ("/audit" if path.startswith("/audit") else "other")
-            REQUEST_SECONDS.labels(endpoint).observe(elapsed)
+            labelled(REQUEST_SECONDS, endpoint).observe(elapsed)
             log.info(
                 "request",
                 request_id=request_id,

@@ -25,12 +25,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 
 from app.types import CLIENT_ASSERTION_TYPE_JWT, GRANT_TOKEN_EXCHANGE, TT_ACCESS_TOKEN
-from ops.bench_env import BenchSetup, ServerProcess, baton_process, cpu_seconds
+from ops.bench_env import BenchSetup, ServerProcess, baton_process, cpu_seconds, service_pids
 from ops.bench_load import Workload, run_load, wrk_available
 from ops.bench_probe import (
     key_cache_hit_rate,
@@ -110,6 +110,9 @@ class Row:
     redis_commands_per_exchange: float | None
     generator: str
     key_cache_hit_rate: float | None = None
+    #: CPU the database / Redis servers on this machine spent per exchange (None when not local)
+    db_cpu_us_per_exchange: float | None = None
+    redis_cpu_us_per_exchange: float | None = None
     ratio_to_ceiling: dict[str, float | None] = field(default_factory=dict)
 
 
@@ -216,6 +219,7 @@ class Snapshot:
     sqlite_head: int = 0
     redis: dict[str, int] | None = None
     workers: dict[int, str] | None = None  # /metrics text by worker process id
+    services: dict[str, dict[int, float]] = field(default_factory=dict)  # local db/cache server CPU by pid
 
 
 def _snapshot(server: ServerProcess | None, backend: Backend | None, url: str, sqlite_head: int) -> Snapshot:
@@ -230,7 +234,31 @@ def _snapshot(server: ServerProcess | None, backend: Backend | None, url: str, s
         db = metrics_batches(url)
     redis = redis_commandstats(backend.cache_url) if backend is not None and backend.cache_url.startswith("redis") else None
     workers = worker_metrics(url) if backend is not None else None
-    return Snapshot(cpu, db, head, redis, workers)
+    return Snapshot(cpu, db, head, redis, workers, _service_cpu(backend))
+
+
+def _service_cpu(backend: Backend | None) -> dict[str, dict[int, float]]:
+    """CPU seconds so far of the PostgreSQL and Redis servers of ``backend`` that run on this machine."""
+    if backend is None or backend.pg_database is None:
+        return {}
+    found: dict[str, dict[int, float]] = {}
+    if _is_local(backend.store_url):
+        found["db"] = cpu_seconds(service_pids("postgres"))
+    if backend.cache_url.startswith("redis") and _is_local(backend.cache_url):
+        port = urlsplit(backend.cache_url).port or 6379
+        found["redis"] = cpu_seconds(service_pids("redis-server", f":{port}"))
+    return found
+
+
+def _is_local(url: str) -> bool:
+    return (urlsplit(url).hostname or "") in ("127.0.0.1", "localhost", "::1")
+
+
+def _service_us(before: Snapshot, after: Snapshot, name: str, answered: int) -> float | None:
+    if name not in before.services or name not in after.services or not after.services[name]:
+        return None
+    spent = sum(t - before.services[name].get(pid, 0.0) for pid, t in after.services[name].items())
+    return round(spent / answered * 1e6, 1)
 
 
 def measure(name: str, scenario: str, url: str, work: Workload, connections: int, options: Options,
@@ -276,6 +304,8 @@ def measure(name: str, scenario: str, url: str, work: Workload, connections: int
         redis_round_trips_per_exchange=None if redis_rt is None else round(redis_rt, 3),
         redis_commands_per_exchange=None if redis_cmds is None else round(redis_cmds, 3),
         generator=result.generator,
+        db_cpu_us_per_exchange=_service_us(before, after, "db", answered),
+        redis_cpu_us_per_exchange=_service_us(before, after, "redis", answered),
     )
 
 
@@ -459,7 +489,7 @@ def _fmt(value: float | None, spec: str) -> str:
 def table(report: dict[str, Any]) -> str:
     """The report as a text table."""
     head = (f"{'backend':15} {'scenario':16} {'conns':>5} {'exch/s':>9} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} "
-            f"{'errors':>6} {'cpu':>5} {'µs/exch':>8} {'db tx':>6} {'redis':>6} {'keyhit':>6} {'×ceil':>6}")
+            f"{'errors':>6} {'cpu':>5} {'µs/exch':>8} {'db µs':>6} {'db tx':>6} {'redis':>6} {'keyhit':>6} {'×ceil':>6}")
     lines = [head, "-" * len(head)]
     ceiling = [dict(r, backend="ceiling", scenario="verify+sign only") for r in report["ceiling"].values()]
     for r in [*report["results"], *ceiling]:
@@ -468,6 +498,7 @@ def table(report: dict[str, Any]) -> str:
             f"{r['backend']:15} {r['scenario']:16} {r['connections']:>5} {r['exchanges_per_s']:>9.1f} "
             f"{r['p50_ms']:>7.2f} {r['p95_ms']:>7.2f} {r['p99_ms']:>7.2f} {r['errors']:>6} "
             f"{_fmt(r['server_cpu_cores'], '.2f'):>5} {_fmt(r['cpu_us_per_exchange'], '.0f'):>8} "
+            f"{_fmt(r.get('db_cpu_us_per_exchange'), '.0f'):>6} "
             f"{_fmt(r['db_tx_per_exchange'], '.3f'):>6} {_fmt(r['redis_round_trips_per_exchange'], '.2f'):>6} "
             f"{_fmt(r.get('key_cache_hit_rate'), '.1%'):>6} {_fmt(ratio, '.2f'):>6}"
         )

@@ -229,6 +229,28 @@ def process_tree(root: int) -> list[int]:
     return found
 
 
+def service_pids(program: str, argument: str | None = None) -> list[int]:
+    """Pids of local processes of ``program`` (``postgres``, ``redis-server``) whose command line holds ``argument``.
+
+    How the bench counts the CPU a database or cache on this machine spends for Baton;
+    empty when the server runs elsewhere.
+    """
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            comm = Path(f"/proc/{entry}/comm").read_text().strip()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if (comm == program or cmdline.split(" ", 1)[0].endswith("/" + program)) and (
+            argument is None or argument in cmdline
+        ):
+            found.append(int(entry))
+    return found
+
+
 def cpu_seconds(pids: list[int]) -> dict[int, float]:
     """User + system CPU seconds of each live pid (``/proc/<pid>/stat`` utime + stime)."""
     ticks = os.sysconf("SC_CLK_TCK")
