@@ -2,7 +2,10 @@
 
 One connection per process does all writes through the group committer;
 ``BEGIN IMMEDIATE`` takes SQLite's write lock, so several processes on one
-file still get a gap-free, commit-ordered log. Statements are written with
+file still get a gap-free, commit-ordered log. Writers of several processes
+(hypercorn workers, the CLI) first queue on an OS file lock beside the
+database (``<file>.write-lock``): it hands over the moment the holder commits,
+where SQLite's own busy handler would sleep up to 100 ms between tries. Statements are written with
 ``$1``-style parameters (shared with PostgreSQL); SQLite reads ``$1`` as a
 named parameter, so arguments are passed as a mapping.
 """
@@ -10,6 +13,7 @@ named parameter, so arguments are passed as a mapping.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -22,6 +26,14 @@ from .base import StoreBase
 from .batch import GroupCommitter, PendingAppend, write_batch
 from .errors import StoreUnavailable
 from .store import InlineProjection
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: SQLite's busy handler alone serializes the processes
+    fcntl = None  # type: ignore[assignment]
+
+#: seconds a writer waits for another process's transaction before the store reports itself unavailable
+LOCK_TIMEOUT = 5.0
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS events (
@@ -43,6 +55,50 @@ SCHEMA = [
     """CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
        BEGIN SELECT RAISE(ABORT, 'events are append-only'); END""",
 ]
+
+class ProcessWriteLock:
+    """An exclusive ``flock`` on a file beside the database, taken around every write transaction.
+
+    Taken without a thread when free; otherwise a worker thread blocks in ``flock`` and the
+    kernel wakes it as soon as the holder releases. A waiter that gives up (cancelled, or
+    after :data:`LOCK_TIMEOUT`) releases the lock as soon as its thread gets it.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._path = None if path == ":memory:" else path + ".write-lock"
+        self._fd: int | None = None
+
+    def open(self) -> None:
+        if fcntl is not None and self._fd is None and self._path is not None:
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    async def acquire(self) -> None:
+        fd = self._fd
+        if fd is None:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        waiting = asyncio.get_running_loop().run_in_executor(None, fcntl.flock, fd, fcntl.LOCK_EX)
+        try:
+            await asyncio.wait_for(asyncio.shield(waiting), LOCK_TIMEOUT)
+        except BaseException as exc:
+            waiting.add_done_callback(lambda done: done.exception() is None and fcntl.flock(fd, fcntl.LOCK_UN))
+            if isinstance(exc, TimeoutError):
+                raise StoreUnavailable(f"another process has held the SQLite write lock for {LOCK_TIMEOUT} s") from exc
+            raise
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
 
 def _named(args: Sequence[Any]) -> dict[str, Any]:
     return {str(i): value for i, value in enumerate(args, start=1)}
@@ -97,11 +153,13 @@ class SqliteEventStore(StoreBase):
         self._reader: aiosqlite.Connection | None = None
         self._committer = GroupCommitter(self._flush, max_batch=max_batch, max_wait=max_wait)
         self._lock = asyncio.Lock()
+        self._process_lock = ProcessWriteLock(self._path)
 
     async def open(self) -> None:
         if self._path != ":memory:":
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
         try:
+            self._process_lock.open()
             self._conn = await aiosqlite.connect(self._path, isolation_level=None)
             await self._conn.execute("PRAGMA journal_mode=WAL")
             await self._conn.execute("PRAGMA synchronous=FULL")
@@ -126,6 +184,7 @@ class SqliteEventStore(StoreBase):
             if conn is not None:
                 await conn.close()
         self._conn = self._reader = None
+        self._process_lock.close()
 
     def _connection(self) -> aiosqlite.Connection:
         if self._conn is None:
@@ -137,19 +196,23 @@ class SqliteEventStore(StoreBase):
         """A write transaction (``BEGIN IMMEDIATE``), committed on success, rolled back on error."""
         conn = self._connection()
         async with self._lock:
-            await conn.execute("BEGIN IMMEDIATE")
+            await self._process_lock.acquire()
             try:
-                yield _SqliteTx(conn)
-                await conn.execute("COMMIT")
-            except BaseException:
-                # also after a failed COMMIT (BUSY, FULL, IOERR): never leave the connection
-                # inside a transaction, or every later BEGIN would fail until restart
-                if conn.in_transaction:
-                    try:
-                        await conn.execute("ROLLBACK")
-                    except sqlite3.Error:
-                        pass
-                raise
+                await conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield _SqliteTx(conn)
+                    await conn.execute("COMMIT")
+                except BaseException:
+                    # also after a failed COMMIT (BUSY, FULL, IOERR): never leave the connection
+                    # inside a transaction, or every later BEGIN would fail until restart
+                    if conn.in_transaction:
+                        try:
+                            await conn.execute("ROLLBACK")
+                        except sqlite3.Error:
+                            pass
+                    raise
+            finally:
+                self._process_lock.release()
 
     async def _flush(self, batch: list[PendingAppend]) -> None:
         try:
