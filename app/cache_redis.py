@@ -245,47 +245,59 @@ class RedisCache:
         return wait_us / 1_000_000
 
     async def _judge(self, keys: list[str], args: list[int]) -> int:
-        """Queue one request's buckets for the next script run and wait for its verdict (µs to wait)."""
+        """Queue one request's buckets for the next script run and wait for its verdict (µs to wait).
+
+        The wait is bounded by ``timeout`` like any Redis call: a verdict that comes later
+        is not waited for (the caller falls back), whatever run it was queued behind.
+        """
         if self._clock() < self._down_until:
             self.fallbacks += 1
             raise _Unavailable
-        request = _LimitRequest(keys, args, asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        request = _LimitRequest(keys, args, loop.create_future())
         self._limits.append(request)
-        if self._limits_task is None:
-            self._limits_task = asyncio.get_running_loop().create_task(self._judge_queued())
-        return await request.verdict
+        if self._limits_task is None or self._limits_task.done():
+            self._limits_task = loop.create_task(self._judge_queued())
+        try:
+            return await asyncio.wait_for(asyncio.shield(request.verdict), self._timeout)
+        except TimeoutError:
+            self.fallbacks += 1
+            raise _Unavailable from None
+        finally:
+            if not request.verdict.done():
+                request.verdict.cancel()  # not judged yet: leave it out of the next run
 
     async def _judge_queued(self) -> None:
         """Run the script for everything queued, batch after batch, until the queue is empty.
 
         Only one run is in flight at a time; calls made meanwhile form the next batch, so
         under load one round trip serves many requests and when idle a call waits for none.
+        Every queued request gets a verdict or ``_Unavailable``, whatever happens here.
         """
+        batch: list[_LimitRequest] = []
         try:
             await asyncio.sleep(0)  # let the requests already runnable in this loop turn join
             while self._limits:
-                batch, self._limits = _take_batch(self._limits)
+                batch, self._limits = _take_batch([r for r in self._limits if not r.verdict.done()])
+                if not batch:
+                    continue
                 keys = [key for request in batch for key in request.keys]
                 argv: list[int] = [len(batch)]
                 for request in batch:
                     argv += [len(request.keys), *request.args]
                 try:
                     waits = await self._run(lambda: self._gcra(keys, argv))
-                except _Unavailable as exc:
+                except _Unavailable:
                     for request in batch:
-                        request.settle(exc=exc)
-                    continue
-                except BaseException as exc:  # cancelled (shutdown): no caller is left waiting
-                    for request in [*batch, *self._limits]:
                         request.settle(exc=_Unavailable())
-                    self._limits = []
-                    if isinstance(exc, asyncio.CancelledError):
-                        raise
                     continue
-                for request, wait in zip(batch, waits):
+                for request, wait in zip(batch, waits, strict=True):
                     request.settle(result=int(wait))
         finally:
             self._limits_task = None
+            for request in [*batch, *self._limits]:  # cancelled, or an unexpected error: nobody is left waiting
+                request.settle(exc=_Unavailable())
+            self._limits = []
 
     async def ping(self) -> bool:
         """PING Redis now (ignoring the backoff); a success ends the degraded state."""
@@ -295,7 +307,11 @@ class RedisCache:
             return False
 
     async def close(self) -> None:
-        """Close every pooled connection and drop the in-process values."""
+        """Stop judging rate limits, close every pooled connection and drop the in-process values."""
+        task, self._limits_task = self._limits_task, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
         await self._redis.aclose()
         await self._pool.disconnect()
         await self._local.close()

@@ -127,11 +127,12 @@ async def _refusals(tx: Tx, batch: Sequence[PendingAppend], projections: Sequenc
         return {}
     appends = [(item.events, item.condition) for item in batch]
     refused: dict[int, str] = {}
-    for projection in projections:
-        check = getattr(projection, "refusals", None)
-        if check is not None:
-            for index, reason in (await check(tx, appends)).items():
-                refused.setdefault(index, reason)
+    checkers = [check for p in projections if (check := getattr(p, "refusals", None)) is not None]
+    if not checkers:  # fail closed: a condition nobody can judge is not taken to hold
+        return {i: "condition_not_judged" for i, item in enumerate(batch) if item.condition is not None}
+    for check in checkers:
+        for index, reason in (await check(tx, appends)).items():
+            refused.setdefault(index, reason)
     return refused
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -57,47 +58,118 @@ SCHEMA = [
 ]
 
 class ProcessWriteLock:
-    """An exclusive ``flock`` on a file beside the database, taken around every write transaction.
+    """An exclusive ``flock`` on a file beside the database, held around every write transaction.
 
-    Taken without a thread when free; otherwise a worker thread blocks in ``flock`` and the
-    kernel wakes it as soon as the holder releases. A waiter that gives up (cancelled, or
-    after :data:`LOCK_TIMEOUT`) releases the lock as soon as its thread gets it.
+    Taken at once when free. Otherwise one daemon thread blocks in ``flock`` and the
+    kernel wakes it as soon as the holder releases. Each acquisition uses a descriptor of
+    its own, so a waiter that was given up (cancelled, or after :data:`LOCK_TIMEOUT`) can
+    never release a lock someone else holds: the next ``acquire`` takes over its wait, and
+    if none comes, the lock is dropped the moment that thread gets it. Where ``flock`` is
+    missing or refused (not POSIX, some network file systems) SQLite's own busy handler
+    alone serializes the processes.
     """
 
     def __init__(self, path: str) -> None:
         self._path = None if path == ":memory:" else path + ".write-lock"
-        self._fd: int | None = None
+        self._enabled = fcntl is not None and self._path is not None
+        self._held: int | None = None
+        self._waiting: asyncio.Future[int] | None = None  # a blocked flock, at most one
+        self._claimed = False  # whether an acquire is awaiting ``_waiting``
 
     def open(self) -> None:
-        if fcntl is not None and self._fd is None and self._path is not None:
-            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        """Create the lock file (readable by the other processes of the deployment)."""
+        if self._enabled:
+            assert self._path is not None
+            os.close(os.open(self._path, os.O_RDWR | os.O_CREAT, 0o640))
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        """Drop the lock if held (a pending wait drops it when its thread gets it)."""
+        self.release()
+
+    def _descriptor(self) -> int:
+        assert self._path is not None
+        try:
+            return os.open(self._path, os.O_RDWR)
+        except PermissionError:  # created by another user: flock works on a read-only descriptor too
+            return os.open(self._path, os.O_RDONLY)
 
     async def acquire(self) -> None:
-        fd = self._fd
-        if fd is None:
+        if not self._enabled:
             return
+        waiting = self._waiting
+        if waiting is None:
+            fd = self._descriptor()
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._held = fd
+                return
+            except BlockingIOError:
+                pass
+            except OSError:  # flock refused here: fall back to SQLite's busy handler
+                os.close(fd)
+                self._enabled = False
+                return
+            waiting = self._waiting = self._block(fd)
+        self._claimed = True
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            pass
-        waiting = asyncio.get_running_loop().run_in_executor(None, fcntl.flock, fd, fcntl.LOCK_EX)
-        try:
-            await asyncio.wait_for(asyncio.shield(waiting), LOCK_TIMEOUT)
-        except BaseException as exc:
-            waiting.add_done_callback(lambda done: done.exception() is None and fcntl.flock(fd, fcntl.LOCK_UN))
-            if isinstance(exc, TimeoutError):
-                raise StoreUnavailable(f"another process has held the SQLite write lock for {LOCK_TIMEOUT} s") from exc
+            self._held = await asyncio.wait_for(asyncio.shield(waiting), LOCK_TIMEOUT)
+        except TimeoutError as exc:
+            self._abandon(waiting)
+            raise StoreUnavailable(f"another process has held the SQLite write lock for {LOCK_TIMEOUT} s") from exc
+        except BaseException:
+            self._abandon(waiting)
             raise
+        self._waiting = None
+        self._claimed = False
+
+    def _abandon(self, waiting: asyncio.Future[int]) -> None:
+        """Give up a wait: a lock it already got is dropped now, one it gets later when it arrives."""
+        self._claimed = False
+        if waiting.done():
+            self._waiting = None
+            if not waiting.cancelled() and waiting.exception() is None:
+                fd = waiting.result()
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+
+    def _block(self, fd: int) -> asyncio.Future[int]:
+        """Wait for the lock on a daemon thread (never joined at exit); the future yields ``fd`` once locked."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
+
+        def locked(error: BaseException | None) -> None:
+            if error is not None:
+                os.close(fd)
+                self._waiting = None
+                if self._claimed and not future.done():
+                    future.set_exception(StoreUnavailable(f"cannot lock the SQLite write lock: {error}"))
+            elif self._claimed and not future.done():
+                future.set_result(fd)
+            else:  # nobody wants it any more: hand it straight back
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+                self._waiting = None
+
+        def run() -> None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError as exc:
+                loop.call_soon_threadsafe(locked, exc)
+                return
+            try:
+                loop.call_soon_threadsafe(locked, None)
+            except RuntimeError:  # the loop is closed: nobody will take it
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+
+        threading.Thread(target=run, name="sqlite-write-lock", daemon=True).start()
+        return future
 
     def release(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        fd, self._held = self._held, None
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
 
 
 def _named(args: Sequence[Any]) -> dict[str, Any]:
@@ -175,6 +247,7 @@ class SqliteEventStore(StoreBase):
             self._reader = await aiosqlite.connect(self._path, isolation_level=None)
             await self._reader.execute("PRAGMA busy_timeout=5000")
         except (sqlite3.Error, OSError) as exc:
+            self._process_lock.close()
             raise StoreUnavailable(f"cannot open SQLite store {self._path}: {exc}") from exc
         self._committer.start()
 

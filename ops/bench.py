@@ -223,7 +223,9 @@ class Snapshot:
 
 
 def _snapshot(server: ServerProcess | None, backend: Backend | None, url: str, sqlite_head: int) -> Snapshot:
+    # CPU first, before the probes below spend seconds waiting for counters to settle
     cpu = cpu_seconds(server.pids()) if server is not None else {}
+    services = _service_cpu(backend)
     db: int | None = None
     head = sqlite_head
     if backend is not None and backend.pg_admin and backend.pg_database:
@@ -234,7 +236,7 @@ def _snapshot(server: ServerProcess | None, backend: Backend | None, url: str, s
         db = metrics_batches(url)
     redis = redis_commandstats(backend.cache_url) if backend is not None and backend.cache_url.startswith("redis") else None
     workers = worker_metrics(url) if backend is not None else None
-    return Snapshot(cpu, db, head, redis, workers, _service_cpu(backend))
+    return Snapshot(cpu, db, head, redis, workers, services)
 
 
 def _service_cpu(backend: Backend | None) -> dict[str, dict[int, float]]:

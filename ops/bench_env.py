@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -230,7 +231,8 @@ def process_tree(root: int) -> list[int]:
 
 
 def service_pids(program: str, argument: str | None = None) -> list[int]:
-    """Pids of local processes of ``program`` (``postgres``, ``redis-server``) whose command line holds ``argument``.
+    """Pids of local processes of ``program`` (``postgres``, ``redis-server``) whose command line holds ``argument``
+    as a whole word (``:6390`` does not match ``:63901``).
 
     How the bench counts the CPU a database or cache on this machine spends for Baton;
     empty when the server runs elsewhere.
@@ -245,7 +247,7 @@ def service_pids(program: str, argument: str | None = None) -> list[int]:
         except OSError:
             continue
         if (comm == program or cmdline.split(" ", 1)[0].endswith("/" + program)) and (
-            argument is None or argument in cmdline
+            argument is None or re.search(rf"{re.escape(argument)}(\s|$)", cmdline)
         ):
             found.append(int(entry))
     return found

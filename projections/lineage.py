@@ -171,6 +171,16 @@ class _Lookup:
         """True when this lookup read every one of these keys."""
         return self._keys[0].issuperset(parents) and self._keys[1].issuperset(subs) and self._keys[2].issuperset(clients)
 
+    def narrowed(self, parents: Sequence[str], subs: Sequence[str], clients: Sequence[str]) -> _Lookup:
+        """This lookup as if only these keys had been read."""
+        p, s, c = set(parents), set(subs), set(clients)
+        return _Lookup(
+            {k: v for k, v in self.parents.items() if k in p},
+            {k: v for k, v in self.subjects.items() if k[1] in s},
+            {k: v for k, v in self.clients.items() if k in c},
+            (p, s, c),
+        )
+
     def refusal(self, e: TokenExchanged, condition: ExchangeCondition) -> str | None:
         """Why ``condition`` no longer holds for ``e`` (None while it holds)."""
         for token in condition.presented:
@@ -289,6 +299,8 @@ class LineageProjection:
         lookup: _Lookup | None = getattr(tx, "lineage_lookup", None)
         if lookup is None or not lookup.covers(wanted, subs, clients):
             lookup = await _lookup(tx, wanted, subs, clients)
+        else:  # only what a fresh read of this run would have found, so live rows equal rebuilt ones
+            lookup = lookup.narrowed(wanted, subs, clients)
         parents = dict(lookup.parents)
         revoked_subjects, revoked_clients = lookup.subjects, lookup.clients
         rows: list[tuple[Any, ...]] = []

@@ -76,3 +76,27 @@ async def test_a_batch_judges_like_the_same_calls_one_after_another(
     reference = MemoryCache()
     sequential = [await reference.rate_limit_all(b) for b in buckets]
     assert [w == 0.0 for w in batched] == [w == 0.0 for w in sequential]
+
+
+async def test_a_judging_task_lost_before_it_ran_wedges_nothing(make_redis_cache: MakeRedis) -> None:
+    """If the task that runs the script dies before starting, its callers fall back within the timeout
+    and the next call starts a new one that reaches Redis."""
+    cache = make_redis_cache(timeout=0.3)
+    caller = asyncio.ensure_future(cache.rate_limit("c:lost", SLOW, 5))
+    await asyncio.sleep(0)  # the caller queued its request and created the judging task
+    assert cache._limits_task is not None
+    cache._limits_task.cancel()  # never gets to run its body
+    assert await asyncio.wait_for(caller, 2) == 0.0  # answered by the in-process fallback
+    before = cache.calls
+    assert await asyncio.wait_for(cache.rate_limit("c:next", SLOW, 5), 2) == 0.0
+    assert cache.calls == before + 1
+
+
+async def test_close_settles_queued_calls(make_redis_cache: MakeRedis) -> None:
+    """Closing the cache with calls queued answers them (fallback) instead of leaving them waiting."""
+    cache = make_redis_cache()
+    callers = [asyncio.ensure_future(cache.rate_limit("c:closing", SLOW, 5)) for _ in range(5)]
+    await asyncio.sleep(0)
+    await cache.close()
+    waits = await asyncio.wait_for(asyncio.gather(*callers), 2)
+    assert len(waits) == 5

@@ -70,3 +70,40 @@ async def test_a_holder_that_never_lets_go_makes_the_store_unavailable(two_proce
         with pytest.raises(StoreUnavailable):
             await second.append("s", [revoked("late")])
     assert await first.read_all() == []
+
+
+async def test_a_wait_given_up_and_retried_never_lets_a_third_writer_in(tmp_path, monkeypatch) -> None:
+    """Timeout, retry, holder releases: the retrying process holds the lock alone; a third still has to wait."""
+    monkeypatch.setattr(sqlite_store, "LOCK_TIMEOUT", 0.3)
+    path = str(tmp_path / "events.db")
+    a, b, c = (sqlite_store.ProcessWriteLock(path) for _ in range(3))
+    for lock in (a, b, c):
+        lock.open()
+    await a.acquire()
+    with pytest.raises(StoreUnavailable):
+        await b.acquire()  # gives up; its thread keeps waiting
+    retry = asyncio.create_task(b.acquire())
+    await asyncio.sleep(0.05)
+    a.release()
+    await asyncio.wait_for(retry, 5)
+    with pytest.raises(StoreUnavailable):
+        await c.acquire()  # b holds it: nobody else gets in
+    b.release()
+    await asyncio.wait_for(c.acquire(), 5)
+    c.release()
+
+
+async def test_a_wait_given_up_for_good_hands_the_lock_back(tmp_path, monkeypatch) -> None:
+    """A process that stops writing after giving up does not keep the lock when its waiting thread gets it."""
+    monkeypatch.setattr(sqlite_store, "LOCK_TIMEOUT", 0.3)
+    path = str(tmp_path / "events.db")
+    a, b = sqlite_store.ProcessWriteLock(path), sqlite_store.ProcessWriteLock(path)
+    a.open()
+    b.open()
+    await a.acquire()
+    with pytest.raises(StoreUnavailable):
+        await b.acquire()
+    a.release()
+    await asyncio.sleep(0.1)  # b's thread takes the lock and, unclaimed, drops it
+    await asyncio.wait_for(a.acquire(), 1)
+    a.release()

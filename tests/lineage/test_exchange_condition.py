@@ -93,3 +93,18 @@ async def test_an_unconditional_append_still_records_a_born_revoked_token(store)
     await store.append("token-A", [TokenRevoked(at=2_000.0, jti="A", by="ops")])
     await issue(store, exchanged("B", ("A", "A", 1)))
     assert (await LineageReader(store).get("B")).revoked
+
+
+async def test_a_condition_no_projection_can_judge_is_refused(tmp_path):
+    """Fail closed: on a store without the lineage projection, a conditional append writes nothing."""
+    from eventstore import open_store
+
+    bare = open_store(f"sqlite:///{tmp_path}/bare.db")
+    await bare.open()
+    try:
+        with pytest.raises(AppendRefused) as refused:
+            await issue_if(bare, exchanged("x", issued_at=1_600))
+        assert refused.value.reason == "condition_not_judged"
+        assert await bare.read_all() == []
+    finally:
+        await bare.close()
