@@ -259,13 +259,12 @@ class RedisCache:
         if self._limits_task is None or self._limits_task.done():
             self._limits_task = loop.create_task(self._judge_queued())
         try:
-            return await asyncio.wait_for(asyncio.shield(request.verdict), self._timeout)
+            # a caller that gives up (timeout, cancellation) cancels its verdict: a run not yet sent leaves it out
+            async with asyncio.timeout(self._timeout):
+                return await request.verdict
         except TimeoutError:
             self.fallbacks += 1
             raise _Unavailable from None
-        finally:
-            if not request.verdict.done():
-                request.verdict.cancel()  # not judged yet: leave it out of the next run
 
     async def _judge_queued(self) -> None:
         """Run the script for everything queued, batch after batch, until the queue is empty.
