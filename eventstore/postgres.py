@@ -27,6 +27,7 @@ from .base import StoreBase
 from .batch import GroupCommitter, PendingAppend, write_batch
 from .errors import StoreUnavailable
 from .migrate import ensure_current, migrate
+from .pg_bulk import BulkInserts
 from .store import InlineProjection
 
 #: SQLSTATE classes that mean "try again later", not "your SQL is wrong":
@@ -69,15 +70,16 @@ class _PgTx:
 
     dialect = "postgresql"
 
-    def __init__(self, conn: asyncpg.Connection) -> None:
+    def __init__(self, conn: asyncpg.Connection, bulk: BulkInserts) -> None:
         self._conn = conn
+        self._bulk = bulk
 
     async def execute(self, sql: str, *args: Any) -> None:
         await self._conn.execute(sql, *args)
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
-            await self._conn.executemany(sql, rows)
+            await self._bulk.executemany(self._conn, sql, rows)
 
     async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in await self._conn.fetch(sql, *args)]
@@ -119,6 +121,7 @@ class PostgresEventStore(StoreBase):
         self._lock_key = 0
         self._schema = ""
         self._committer = GroupCommitter(self._flush, max_batch=max_batch, max_wait=max_wait)
+        self._bulk = BulkInserts()
 
     async def open(self) -> None:
         try:
@@ -225,7 +228,7 @@ class PostgresEventStore(StoreBase):
             async with conn.transaction():
                 if write_lock:
                     await conn.execute("SELECT pg_advisory_xact_lock($1)", self._lock_key)
-                yield _PgTx(conn)
+                yield _PgTx(conn, self._bulk)
 
     async def _flush(self, batch: list[PendingAppend]) -> None:
         try:
