@@ -39,6 +39,7 @@ def open_store(
 
 __all__ = [
     "ANY",
+    "AppendRefused",
     "ChainCheckpoint",
     "ClientAuthFailed",
     "ClientRevoked",
@@ -53,7 +54,6 @@ __all__ = [
     "STREAM_EXISTS",
     "SigningKeyRotated",
     "StoreError",
-    "AppendRefused",
     "StoreUnavailable",
     "SubjectRevoked",
     "TokenExchanged",

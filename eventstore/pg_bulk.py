@@ -7,9 +7,9 @@ rewrites a plain ``INSERT INTO t (cols) VALUES ($1, …, $n) [ON CONFLICT … DO
 NOTHING]`` into one statement over column arrays (the column types are read
 from the catalog once per table), so a batch of rows is one execution.
 
-Anything else — other statement shapes, and ``DO UPDATE`` (one statement may not
-update a row twice, where per-row execution may) — goes through ``executemany``
-unchanged, as does the first statement against a table the catalog does not know.
+Anything else — other statement shapes, ``DO UPDATE`` (one statement may not
+update a row twice, where per-row execution may), a column the catalog does not
+list, a single row — goes through ``executemany`` unchanged.
 """
 
 from __future__ import annotations

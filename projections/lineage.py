@@ -188,13 +188,25 @@ class _Lookup:
             if cut is not None and (token.issued_at is None or token.issued_at < cut[0]):
                 return f"{token.role}_revoked"
         parent = self.parents.get(e.parent_jti) if e.parent_jti else None
-        if parent is not None and parent[2] is not None:
+        if _covering(e, parent, self.subjects, self.clients, recorded_at=e.at)[0] is not None:
             return "revoked_during_exchange"
-        origin = (parent[0], parent[1]) if parent else (e.subject_iss, e.subject_sub)
-        for cut in (self.subjects.get(origin), self.clients.get(e.client_id)):
-            if cut is not None and e.at < cut[0]:
-                return "revoked_during_exchange"
         return None
+
+
+def _covering(
+    e: TokenExchanged, parent: _Parent | None, subjects: dict[tuple[str, str], _Cut], clients: dict[str, _Cut],
+    *, recorded_at: float,
+) -> tuple[Any, ...]:
+    """The revocation an exchange is born with: its parent's, or a cut of its origin subject or client
+    that postdates the exchange; (revoked at, by, reason, direct, position), all None when there is none."""
+    if parent is not None and parent[2] is not None:
+        return (parent[2], parent[3], parent[4], 0, parent[5])
+    origin = (parent[0], parent[1]) if parent else (e.subject_iss, e.subject_sub)
+    for cut in (subjects.get(origin), clients.get(e.client_id)):
+        # e.at is when the exchange happened (sub-second); the token's iat is whole seconds
+        if cut is not None and e.at < cut[0]:
+            return (recorded_at, cut[1], cut[2], 1, cut[3])
+    return (None, None, None, None, None)
 
 
 async def _lookup(tx: Tx, wanted: list[str], subs: list[str], clients: list[str]) -> _Lookup:
@@ -302,22 +314,11 @@ class LineageProjection:
         else:  # only what a fresh read of this run would have found, so live rows equal rebuilt ones
             lookup = lookup.narrowed(wanted, subs, clients)
         parents = dict(lookup.parents)
-        revoked_subjects, revoked_clients = lookup.subjects, lookup.clients
         rows: list[tuple[Any, ...]] = []
         for record, e in run:
             parent = parents.get(e.parent_jti) if e.parent_jti else None
             origin_iss, origin_sub = (parent[0], parent[1]) if parent else (e.subject_iss, e.subject_sub)
-            revocation: tuple[Any, ...] = (None, None, None, None, None)
-            if parent and parent[2] is not None:
-                revocation = (parent[2], parent[3], parent[4], 0, parent[5])
-            else:
-                subject_cut = revoked_subjects.get((origin_iss, origin_sub))
-                client_cut = revoked_clients.get(e.client_id)
-                for cut in (subject_cut, client_cut):
-                    # e.at is when the exchange happened (sub-second); the token's iat is whole seconds
-                    if cut is not None and e.at < cut[0]:
-                        revocation = (record.recorded_at, cut[1], cut[2], 1, cut[3])
-                        break
+            revocation = _covering(e, parent, lookup.subjects, lookup.clients, recorded_at=record.recorded_at)
             if revocation[0] is not None and notes is not None:
                 notes[record.event_id] = "born_revoked"  # a revocation raced this exchange: do not hand it out
             rows.append(

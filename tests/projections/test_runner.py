@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -296,39 +297,41 @@ class FetchCounter(ListeningStore):
         return await self._inner.fetch(sql, *args)
 
 
-async def test_a_burst_of_notifications_is_applied_in_one_batch(store):
-    """With `batch_interval`, the commits notified during a busy moment share one transaction of the runner."""
+@contextlib.asynccontextmanager
+async def notified_leader(store, batch_interval: float):
+    """A runner that only notifications wake, once it holds the lease: (its store wrapper, batch recorder)."""
     wrapped = ListeningStore(store)
     recorder = BatchRecorder()
-    runner = ProjectionRunner(wrapped, [recorder], poll_interval=3600, batch_interval=1.0)
+    runner = ProjectionRunner(wrapped, [recorder], poll_interval=3600, batch_interval=batch_interval)
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))
     await _status_until(store, lambda s: s.lease_owner == runner.owner)
-    for _ in range(4):  # four commits, each notified, well within the interval
-        await _chain_events(store, 1)
-        wrapped.callbacks[0]()
-        await asyncio.sleep(0.02)
-    await _status_until(store, lambda s: s.checkpoint == 4)
-    stop.set()
-    await asyncio.wait_for(task, 5)
+    try:
+        yield wrapped, recorder
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
+
+
+async def test_a_burst_of_notifications_is_applied_in_one_batch(store):
+    """With `batch_interval`, the commits notified during a busy moment share one transaction of the runner."""
+    async with notified_leader(store, batch_interval=1.0) as (wrapped, recorder):
+        for _ in range(4):  # four commits, each notified, well within the interval
+            await _chain_events(store, 1)
+            wrapped.callbacks[0]()
+            await asyncio.sleep(0.02)
+        await _status_until(store, lambda s: s.checkpoint == 4)
     assert recorder.batches == [4]
     assert (await projection_status(store, ["audit"]))[0].checkpoint == 4
 
 
 async def test_without_batch_interval_each_notification_is_followed_at_once(store):
     """`batch_interval = 0` keeps the old behaviour: a notified commit is applied without waiting."""
-    wrapped = ListeningStore(store)
-    recorder = BatchRecorder()
-    runner = ProjectionRunner(wrapped, [recorder], poll_interval=3600, batch_interval=0)
-    stop = asyncio.Event()
-    task = asyncio.create_task(runner.run(stop))
-    await _status_until(store, lambda s: s.lease_owner == runner.owner)
-    for expected in (1, 2):
-        await _chain_events(store, 1)
-        wrapped.callbacks[0]()
-        await _status_until(store, lambda s, n=expected: s.checkpoint == n)
-    stop.set()
-    await asyncio.wait_for(task, 5)
+    async with notified_leader(store, batch_interval=0) as (wrapped, recorder):
+        for expected in (1, 2):
+            await _chain_events(store, 1)
+            wrapped.callbacks[0]()
+            await _status_until(store, lambda s, n=expected: s.checkpoint == n)
     assert recorder.batches == [1, 1]
 
 
