@@ -3,32 +3,48 @@
 asyncpg's ``executemany`` runs the prepared INSERT once per row: each row pays
 the server's executor start-up and the client's per-row protocol work. Under
 the append lock that cost is paid by every waiting writer. :class:`BulkInserts`
-rewrites a plain ``INSERT INTO t (cols) VALUES ($1, …, $n) [ON CONFLICT … DO
-NOTHING]`` into one statement over column arrays (the column types are read
-from the catalog once per table), so a batch of rows is one execution.
+rewrites a plain ``INSERT INTO t (cols) VALUES ($1, …, $n) [ON CONFLICT …]``
+into one statement over column arrays (the column types are read from the
+catalog once per table), so a batch of rows is one execution.
 
-Anything else — other statement shapes, ``DO UPDATE`` (one statement may not
-update a row twice, where per-row execution may), a column the catalog does not
-list, a single row — goes through ``executemany`` unchanged.
+An upsert (``ON CONFLICT (keys) DO UPDATE``) goes as one statement only when
+no two rows share their conflict keys: one statement may not update a row
+twice, where per-row execution updates it once per row (the last row wins).
+Anything else — other statement shapes, a column the catalog does not list, a
+conflict key that is not an inserted column, a single row — goes through
+``executemany`` unchanged.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 
 _PLAIN_INSERT = re.compile(
     r"^\s*INSERT INTO (?P<table>[A-Za-z_][A-Za-z0-9_]*) \((?P<columns>[^)]*)\)\s*VALUES\s*\((?P<values>[^)]*)\)"
-    r"(?P<tail>(\s+ON CONFLICT(\s*\([^)]*\))? DO NOTHING)?)\s*$",
+    r"(?P<tail>(\s+ON CONFLICT(\s*\([^)]*\))? DO NOTHING"
+    r"|\s+ON CONFLICT\s*\((?P<keys>[^)]*)\)\s*DO UPDATE\s+SET\s.*)?)\s*$",
     re.S,
 )
+_PARAMETER = re.compile(r"\$\d")
 _COLUMN_TYPES = (
     "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
     "WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped"
 )
+
+
+class _Bulk(NamedTuple):
+    statement: str
+    width: int
+    #: for an upsert, the row indexes of its conflict keys, which must not repeat within one statement
+    keys: tuple[int, ...] | None
+
+
+def _keys_repeat(rows: Sequence[Sequence[Any]], keys: tuple[int, ...]) -> bool:
+    return len({tuple(row[i] for i in keys) for row in rows}) < len(rows)
 
 
 class BulkInserts:
@@ -36,34 +52,37 @@ class BulkInserts:
 
     def __init__(self) -> None:
         self._types: dict[str, dict[str, str]] = {}
-        self._rewritten: dict[str, tuple[str, int] | None] = {}
+        self._rewritten: dict[str, _Bulk | None] = {}
 
     async def executemany(self, conn: asyncpg.Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        """Insert ``rows`` with one statement where ``sql`` allows it, else row by row."""
+        """Insert ``rows`` with one statement where ``sql`` and the rows allow it, else row by row."""
         if len(rows) > 1:
             bulk = await self._bulk_statement(conn, sql)
-            if bulk is not None:
-                statement, width = bulk
-                await conn.execute(statement, *[[row[i] for row in rows] for i in range(width)])
+            if bulk is not None and (bulk.keys is None or not _keys_repeat(rows, bulk.keys)):
+                await conn.execute(bulk.statement, *[[row[i] for row in rows] for i in range(bulk.width)])
                 return
         await conn.executemany(sql, rows)
 
-    async def _bulk_statement(self, conn: asyncpg.Connection, sql: str) -> tuple[str, int] | None:
+    async def _bulk_statement(self, conn: asyncpg.Connection, sql: str) -> _Bulk | None:
         if sql in self._rewritten:
             return self._rewritten[sql]
-        bulk: tuple[str, int] | None = None
+        bulk: _Bulk | None = None
         match = _PLAIN_INSERT.match(sql)
         if match is not None:
             columns = [c.strip() for c in match["columns"].split(",")]
             values = [v.strip() for v in match["values"].split(",")]
-            if values == [f"${i}" for i in range(1, len(columns) + 1)]:
+            # parameters in the DO UPDATE clause would meet arrays, not the row's values
+            plain_tail = _PARAMETER.search(match["tail"]) is None
+            if plain_tail and values == [f"${i}" for i in range(1, len(columns) + 1)]:
                 types = await self._column_types(conn, match["table"])
-                if all(c in types for c in columns):
+                keys = [k.strip() for k in match["keys"].split(",")] if match["keys"] is not None else None
+                if all(c in types for c in columns) and (keys is None or all(k in columns for k in keys)):
                     arrays = ", ".join(f"${i}::{types[c]}[]" for i, c in enumerate(columns, start=1))
-                    bulk = (
+                    bulk = _Bulk(
                         f"INSERT INTO {match['table']} ({', '.join(columns)}) "
                         f"SELECT * FROM unnest({arrays}){match['tail']}",
                         len(columns),
+                        None if keys is None else tuple(columns.index(k) for k in keys),
                     )
         self._rewritten[sql] = bulk
         return bulk

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncpg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from eventstore.pg_bulk import BulkInserts
 
@@ -24,6 +26,25 @@ async def conn(pg_dsn):
     await connection.close()
 
 
+class RecordingConnection:
+    """Passes statements to a connection and records which ran, and how."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+        self.calls: list[tuple[str, str]] = []
+
+    async def fetch(self, sql: str, *args):
+        return await self._conn.fetch(sql, *args)
+
+    async def execute(self, sql: str, *args):
+        self.calls.append(("execute", sql))
+        return await self._conn.execute(sql, *args)
+
+    async def executemany(self, sql: str, rows):
+        self.calls.append(("executemany", sql))
+        return await self._conn.executemany(sql, rows)
+
+
 async def _rows(conn) -> list[tuple]:
     return [tuple(r) for r in await conn.fetch("SELECT id, name, score, data FROM bulk_t ORDER BY id")]
 
@@ -39,12 +60,64 @@ async def test_plain_and_do_nothing_inserts_become_one_statement(conn) -> None:
     assert bulk._rewritten[NOTHING] is not None
 
 
-async def test_do_update_stays_row_by_row(conn) -> None:
-    """An upsert may touch one key twice in a batch; row-by-row execution keeps the last, as before."""
+async def test_an_upsert_touching_one_key_twice_goes_row_by_row(conn) -> None:
+    """One statement may not update a row twice: rows repeating a key are executed one by one, the last wins."""
     bulk = BulkInserts()
-    await bulk.executemany(conn, UPDATE, [(7, "first"), (7, "second")])
+    recording = RecordingConnection(conn)
+    await bulk.executemany(recording, UPDATE, [(7, "first"), (8, "other"), (7, "second")])
+    assert recording.calls == [("executemany", UPDATE)]
     assert (await conn.fetchval("SELECT name FROM bulk_t WHERE id = 7")) == "second"
-    assert bulk._rewritten.get(UPDATE) is None
+    assert (await conn.fetchval("SELECT name FROM bulk_t WHERE id = 8")) == "other"
+
+
+async def test_an_upsert_with_distinct_keys_is_one_statement(conn) -> None:
+    """Distinct conflict keys: inserted and updated rows in one execution, with the DO UPDATE's WHERE applied."""
+    guarded = (
+        "INSERT INTO bulk_t (id, name, score) VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE SET "
+        "name = excluded.name, score = bulk_t.score + excluded.score WHERE bulk_t.score < excluded.score"
+    )
+    await conn.execute("INSERT INTO bulk_t (id, name, score) VALUES (1, 'old', 1.0), (2, 'kept', 5.0)")
+    bulk = BulkInserts()
+    recording = RecordingConnection(conn)
+    await bulk.executemany(recording, guarded, [(1, "new", 2.0), (2, "ignored", 3.0), (3, "fresh", 0.5)])
+    assert recording.calls == [("execute", bulk._rewritten[guarded].statement)]
+    assert [r[:3] for r in await _rows(conn)] == [(1, "new", 3.0), (2, "kept", 5.0), (3, "fresh", 0.5)]
+
+
+def test_parameters_in_the_update_clause_are_never_rewritten() -> None:
+    """``SET x = $2`` would meet an array in the one-statement form: such an upsert stays row by row."""
+    import asyncio
+
+    class NoCatalog:
+        async def fetch(self, *args):  # pragma: no cover - must not be reached
+            raise AssertionError("the catalog is read only for a rewritable statement")
+
+    sql = "INSERT INTO bulk_t (id, name) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET name = $2"
+    assert asyncio.run(BulkInserts()._bulk_statement(NoCatalog(), sql)) is None
+
+
+_keys = st.integers(min_value=1, max_value=6)
+_upsert_rows = st.lists(st.tuples(_keys, st.text("ab\u00e9", max_size=3), st.floats(-5, 5, allow_nan=False)), max_size=8)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(existing=_upsert_rows, rows=_upsert_rows)
+async def test_an_upsert_gives_what_row_by_row_execution_gives(conn, existing, rows) -> None:
+    """Whatever the rows (repeated keys or not, existing rows or not), the table ends as with one execution per row."""
+    upsert = (
+        "INSERT INTO {t} (id, name, score) VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE SET "
+        "name = excluded.name, score = {t}.score + excluded.score WHERE {t}.score <= excluded.score"
+    )
+    results = []
+    for table, run in (("bulk_a", BulkInserts().executemany), ("bulk_b", None)):
+        await conn.execute(f"DROP TABLE IF EXISTS {table}")
+        await conn.execute(f"CREATE TABLE {table} (id bigint PRIMARY KEY, name text, score double precision)")
+        await conn.executemany(f"INSERT INTO {table} VALUES ($1, $2, $3) ON CONFLICT DO NOTHING", existing)
+        sql = upsert.format(t=table)
+        if rows:
+            await (run(conn, sql, rows) if run else conn.executemany(sql, rows))
+        results.append([tuple(r) for r in await conn.fetch(f"SELECT * FROM {table} ORDER BY id")])
+    assert results[0] == results[1]
 
 
 async def test_a_failing_bulk_insert_fails_like_the_row_by_row_one(conn) -> None:
