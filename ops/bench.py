@@ -37,6 +37,7 @@ from ops.bench_probe import (
     metrics_batches,
     per_worker_delta,
     pg_commits,
+    pg_wal_bytes,
     redis_commands,
     redis_commandstats,
     sqlite_batches,
@@ -113,6 +114,8 @@ class Row:
     #: CPU the database / Redis servers on this machine spent per exchange (None when not local)
     db_cpu_us_per_exchange: float | None = None
     redis_cpu_us_per_exchange: float | None = None
+    #: PostgreSQL write-ahead log written per exchange (whole server), bytes
+    db_wal_bytes_per_exchange: float | None = None
     ratio_to_ceiling: dict[str, float | None] = field(default_factory=dict)
 
 
@@ -220,6 +223,7 @@ class Snapshot:
     redis: dict[str, int] | None = None
     workers: dict[int, str] | None = None  # /metrics text by worker process id
     services: dict[str, dict[int, float]] = field(default_factory=dict)  # local db/cache server CPU by pid
+    wal: int | None = None  # PostgreSQL WAL position, bytes
 
 
 def _snapshot(server: ServerProcess | None, backend: Backend | None, url: str, sqlite_head: int) -> Snapshot:
@@ -227,16 +231,18 @@ def _snapshot(server: ServerProcess | None, backend: Backend | None, url: str, s
     cpu = cpu_seconds(server.pids()) if server is not None else {}
     services = _service_cpu(backend)
     db: int | None = None
+    wal: int | None = None
     head = sqlite_head
     if backend is not None and backend.pg_admin and backend.pg_database:
         db = pg_commits(backend.pg_admin, backend.pg_database)
+        wal = pg_wal_bytes(backend.pg_admin)
     elif backend is not None and backend.sqlite_path is not None:
         db, head = sqlite_batches(backend.sqlite_path, sqlite_head)
     elif backend is not None:
         db = metrics_batches(url)
     redis = redis_commandstats(backend.cache_url) if backend is not None and backend.cache_url.startswith("redis") else None
     workers = worker_metrics(url) if backend is not None else None
-    return Snapshot(cpu, db, head, redis, workers, services)
+    return Snapshot(cpu, db, head, redis, workers, services, wal)
 
 
 def _service_cpu(backend: Backend | None) -> dict[str, dict[int, float]]:
@@ -308,6 +314,8 @@ def measure(name: str, scenario: str, url: str, work: Workload, connections: int
         generator=result.generator,
         db_cpu_us_per_exchange=_service_us(before, after, "db", answered),
         redis_cpu_us_per_exchange=_service_us(before, after, "redis", answered),
+        db_wal_bytes_per_exchange=None if before.wal is None or after.wal is None
+        else round((after.wal - before.wal) / answered),
     )
 
 
@@ -491,7 +499,7 @@ def _fmt(value: float | None, spec: str) -> str:
 def table(report: dict[str, Any]) -> str:
     """The report as a text table."""
     head = (f"{'backend':15} {'scenario':16} {'conns':>5} {'exch/s':>9} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} "
-            f"{'errors':>6} {'cpu':>5} {'µs/exch':>8} {'db µs':>6} {'db tx':>6} {'redis':>6} {'keyhit':>6} {'×ceil':>6}")
+            f"{'errors':>6} {'cpu':>5} {'µs/exch':>8} {'db µs':>6} {'db tx':>6} {'wal B':>6} {'redis':>6} {'keyhit':>6} {'×ceil':>6}")
     lines = [head, "-" * len(head)]
     ceiling = [dict(r, backend="ceiling", scenario="verify+sign only") for r in report["ceiling"].values()]
     for r in [*report["results"], *ceiling]:
@@ -501,7 +509,8 @@ def table(report: dict[str, Any]) -> str:
             f"{r['p50_ms']:>7.2f} {r['p95_ms']:>7.2f} {r['p99_ms']:>7.2f} {r['errors']:>6} "
             f"{_fmt(r['server_cpu_cores'], '.2f'):>5} {_fmt(r['cpu_us_per_exchange'], '.0f'):>8} "
             f"{_fmt(r.get('db_cpu_us_per_exchange'), '.0f'):>6} "
-            f"{_fmt(r['db_tx_per_exchange'], '.3f'):>6} {_fmt(r['redis_round_trips_per_exchange'], '.2f'):>6} "
+            f"{_fmt(r['db_tx_per_exchange'], '.3f'):>6} {_fmt(r.get('db_wal_bytes_per_exchange'), '.0f'):>6} "
+            f"{_fmt(r['redis_round_trips_per_exchange'], '.2f'):>6} "
             f"{_fmt(r.get('key_cache_hit_rate'), '.1%'):>6} {_fmt(ratio, '.2f'):>6}"
         )
     m = report["machine"]

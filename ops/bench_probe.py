@@ -4,6 +4,10 @@
   connection to another database (so the probe's own queries do not count).
   Backends publish their counts lazily (at most once a second, and up to ten
   seconds late when idle), so a reading is repeated until it stops moving.
+- PostgreSQL WAL: the server's ``pg_current_wal_lsn()`` in bytes, read after the
+  commit count has settled. It counts every database of the server: the bytes
+  each exchange makes the database write (rows, index entries, commit records),
+  a figure that does not drift with the machine's speed.
 - SQLite: group-commit transactions are the distinct ``recorded_at`` values of
   the events appended (every event of a batch carries the batch's time), which
   counts every worker process; against a ``--target`` the ``/metrics`` counter
@@ -50,6 +54,21 @@ def pg_commits(admin_dsn: str, database: str, settle: float = 12.0) -> int:
             return now
         last = now
     return last
+
+
+async def _pg_wal_bytes(admin_dsn: str) -> int:
+    import asyncpg
+
+    conn = await asyncpg.connect(admin_dsn, timeout=5)
+    try:
+        return int(await conn.fetchval("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint"))
+    finally:
+        await conn.close()
+
+
+def pg_wal_bytes(admin_dsn: str) -> int:
+    """The server's write-ahead log position in bytes: what every database of the server has written so far."""
+    return asyncio.run(_pg_wal_bytes(admin_dsn))
 
 
 def redis_commandstats(url: str) -> dict[str, int]:
