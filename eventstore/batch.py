@@ -65,6 +65,28 @@ def _placeholders(start: int, count: int) -> str:
     return ", ".join(f"${i}" for i in range(start, start + count))
 
 
+def _stream_versions(dialect: str, start: int, stream_ids: list[str]) -> tuple[str, list[Any]]:
+    """SQL and arguments giving ``(2, version, NULL, stream_id)`` for each of ``stream_ids`` that has events.
+
+    A stream's version is read from the log itself, one backward step on the unique
+    ``(stream_id, stream_version)`` index: there is no table of versions to keep in
+    step (as in Message DB). PostgreSQL takes the ids as one array (one statement
+    shape for any batch); SQLite gets one ``UNION ALL`` branch per stream.
+    """
+    if dialect == "postgresql":
+        sql = (
+            f"SELECT 2, v.stream_version, NULL, s.id FROM unnest(${start}::text[]) AS s(id) CROSS JOIN LATERAL "
+            "(SELECT stream_version FROM events WHERE stream_id = s.id ORDER BY stream_version DESC LIMIT 1) AS v"
+        )
+        return sql, [stream_ids]
+    branches = (
+        f"SELECT 2, stream_version, NULL, stream_id FROM (SELECT stream_version, stream_id FROM events "
+        f"WHERE stream_id = ${n} ORDER BY stream_version DESC LIMIT 1) AS v{n}"
+        for n in range(start, start + len(stream_ids))
+    )
+    return " UNION ALL ".join(branches), list(stream_ids)
+
+
 def _version_conflict(expected: int, current: int) -> bool:
     if expected == ANY:
         return False
@@ -87,10 +109,12 @@ async def _read_state(
         sql = "SELECT 0, position, hash, NULL FROM (SELECT position, hash FROM events ORDER BY position DESC LIMIT 1) h"
         if all_ids:
             sql += f" UNION ALL SELECT 1, position, NULL, event_id FROM events WHERE event_id IN ({_placeholders(1, len(all_ids))})"
+        args: list[Any] = list(all_ids)
         if stream_ids:
-            start = len(all_ids) + 1
-            sql += f" UNION ALL SELECT 2, version, NULL, stream_id FROM streams WHERE stream_id IN ({_placeholders(start, len(stream_ids))})"
-        rows = await tx.fetch(sql, *all_ids, *stream_ids)
+            versions_sql, versions_args = _stream_versions(tx.dialect, len(all_ids) + 1, stream_ids)
+            sql += f" UNION ALL {versions_sql}"
+            args += versions_args
+        rows = await tx.fetch(sql, *args)
         head = next(((int(r[1]), bytes(r[2])) for r in rows if r[0] == 0), (0, GENESIS_HASH))
         versions = {str(r[3]): int(r[1]) for r in rows if r[0] == 2}
         stored = [str(r[3]) for r in rows if r[0] == 1]
@@ -114,10 +138,9 @@ async def _read_state(
     versions = {}
     for chunk in range(0, len(stream_ids), 500):
         ids = stream_ids[chunk : chunk + 500]
-        found = await tx.fetch(
-            f"SELECT stream_id, version FROM streams WHERE stream_id IN ({_placeholders(1, len(ids))})", *ids
-        )
-        versions.update((str(r[0]), int(r[1])) for r in found)
+        versions_sql, versions_args = _stream_versions(tx.dialect, 1, ids)
+        found = await tx.fetch(versions_sql, *versions_args)
+        versions.update((str(r[3]), int(r[1])) for r in found)
     return position, prev, existing, versions
 
 
@@ -196,12 +219,6 @@ async def write_batch(
             (r.position, r.stream_id, r.stream_version, r.event_id, r.event_type, r.recorded_at, r.data, r.prev_hash, r.hash)
             for r in new_records
         ],
-    )
-    touched = {r.stream_id: r.stream_version for r in new_records}
-    await tx.executemany(
-        "INSERT INTO streams (stream_id, version) VALUES ($1, $2) "
-        "ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version",
-        list(touched.items()),
     )
     # inline projections may attach a note to an event they judged (e.g. "born_revoked");
     # the appender sees it on its returned record, without another round trip

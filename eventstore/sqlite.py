@@ -49,7 +49,8 @@ SCHEMA = [
         hash BLOB NOT NULL,
         UNIQUE (stream_id, stream_version)
     )""",
-    "CREATE TABLE IF NOT EXISTS streams (stream_id TEXT PRIMARY KEY, version INTEGER NOT NULL)",
+    # stream versions are read from events; databases made before that kept them in a table of their own
+    "DROP TABLE IF EXISTS streams",
     # the log is append-only: refuse UPDATE and DELETE at the database level
     """CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
        BEGIN SELECT RAISE(ABORT, 'events are append-only'); END""",

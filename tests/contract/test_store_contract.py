@@ -83,6 +83,29 @@ async def test_expected_version(store, setup: int, expected: int, ok: bool) -> N
         assert (await store.head())[0] == setup
 
 
+async def test_stream_versions_hold_in_batches_too_large_for_one_read(store) -> None:
+    """Batches of ~256 appends (ids and streams read in chunks) still see every stream's current version.
+
+    A long stream keeps counting; new streams start at 0; an append expecting a
+    stream to be new fails once it exists, in the same large batch or a later one.
+    """
+    for i in range(30):
+        await store.append("long", [revoked(f"l{i}")])
+    firsts = await asyncio.gather(
+        *(store.append(f"new-{i}", [revoked(f"n{i}")], expected_version=NO_STREAM) for i in range(400)),
+        store.append("long", [revoked("l30")], expected_version=29),
+    )
+    assert [r[0].stream_version for r in firsts] == [0] * 400 + [30]
+    again = await asyncio.gather(
+        *(store.append(f"new-{i}", [revoked(f"m{i}")], expected_version=NO_STREAM) for i in range(400)),
+        store.append("long", [revoked("l31")], expected_version=30),
+        return_exceptions=True,
+    )
+    assert all(isinstance(r, ConcurrencyError) and r.actual == 0 for r in again[:400])
+    assert again[400][0].stream_version == 31
+    assert (await store.head())[0] == 30 + 401 + 1
+
+
 async def test_conflict_fails_only_its_own_append(store) -> None:
     """In one group-committed batch, a conflicting append fails alone; the others are stored."""
     await store.append("s", [revoked("first")])
