@@ -28,7 +28,7 @@ from redis.exceptions import NoScriptError, RedisError
 
 from app.cache import MemoryCache
 
-__all__ = ["FAIL_CLOSED_WAIT", "GCRA_LUA", "RedisCache"]
+__all__ = ["FAIL_CLOSED_WAIT", "GCRA_LUA", "NX_LUA", "RedisCache"]
 
 T = TypeVar("T")
 RateLimitPolicy = Literal["fail_open_local", "fail_closed"]
@@ -83,10 +83,19 @@ for _, key in ipairs(order) do
 end
 return results
 """
-#: most bucket keys judged by one script run (bounds its argument list, Lua's unpack and the time
+#: SET NX for a batch of markers (each caller's ``add``): KEYS are the markers, ARGV their TTLs in
+#: ms. Returns 1 for each marker this run created, 0 where it existed (so one key named twice in
+#: a batch has one winner: the first).
+NX_LUA = """
+local created = {}
+for i = 1, #KEYS do
+  if redis.call('SET', KEYS[i], '1', 'PX', ARGV[i], 'NX') then created[i] = 1 else created[i] = 0 end
+end
+return created
+"""
+#: most keys (bucket or marker) one script run carries (bounds its argument list, Lua's unpack and the time
 #: Redis is busy with it); a batch always takes at least one request
 MAX_BATCH_KEYS = 512
-_GCRA_SHA = hashlib.sha1(GCRA_LUA.encode()).hexdigest()
 
 # Everything a broken, restarting, overloaded or unreachable Redis can raise.
 _FAILURES = (RedisError, OSError, TimeoutError)
@@ -103,34 +112,63 @@ def _ms(ttl: float) -> int:
     return max(1, math.ceil(ttl * 1000))
 
 
-def _take_batch(queue: list[_LimitRequest]) -> tuple[list[_LimitRequest], list[_LimitRequest]]:
-    """The first requests of ``queue`` holding at most :data:`MAX_BATCH_KEYS` keys (at least one), and the rest."""
+def _take_batch(queue: list[_Call]) -> tuple[list[_Call], list[_Call]]:
+    """The first calls of ``queue`` holding at most :data:`MAX_BATCH_KEYS` keys (at least one), and the rest."""
     size = taken = 0
-    for request in queue:
-        if taken and size + len(request.keys) > MAX_BATCH_KEYS:
+    for call in queue:
+        if taken and size + len(call.keys) > MAX_BATCH_KEYS:
             break
-        size += len(request.keys)
+        size += len(call.keys)
         taken += 1
     return queue[:taken], queue[taken:]
 
 
-class _LimitRequest:
-    """One caller's buckets waiting for a script run, and the future that gets its verdict."""
+class _Call:
+    """One caller's keys and arguments waiting for a script run, and the future that gets its result."""
 
-    __slots__ = ("keys", "args", "verdict")
+    __slots__ = ("keys", "args", "result")
 
-    def __init__(self, keys: list[str], args: list[int], verdict: asyncio.Future[int]) -> None:
+    def __init__(self, keys: list[str], args: list[int], result: asyncio.Future[int]) -> None:
         self.keys = keys
         self.args = args
-        self.verdict = verdict
+        self.result = result
 
     def settle(self, *, result: int = 0, exc: BaseException | None = None) -> None:
-        if self.verdict.done():
+        if self.result.done():
             return
         if exc is not None:
-            self.verdict.set_exception(exc)
+            self.result.set_exception(exc)
         else:
-            self.verdict.set_result(result)
+            self.result.set_result(result)
+
+
+def _gcra_argv(batch: Sequence[_Call]) -> list[int]:
+    argv: list[int] = [len(batch)]
+    for call in batch:
+        argv += [len(call.keys), *call.args]
+    return argv
+
+
+def _nx_argv(batch: Sequence[_Call]) -> list[int]:
+    return [ttl for call in batch for ttl in call.args]
+
+
+class _SharedScript:
+    """A Lua script whose concurrent calls (of one instance) go to Redis together.
+
+    Calls queue while a run is in flight and all go in the next one, so under load
+    one round trip serves many calls and an idle instance sends a lone call at once.
+    The script returns one integer per call, in call order.
+    """
+
+    __slots__ = ("lua", "sha", "argv", "queue", "task")
+
+    def __init__(self, lua: str, argv: Callable[[Sequence[_Call]], list[int]]) -> None:
+        self.lua = lua
+        self.sha = hashlib.sha1(lua.encode()).hexdigest()
+        self.argv = argv
+        self.queue: list[_Call] = []
+        self.task: asyncio.Task[None] | None = None
 
 
 class RedisCache:
@@ -176,8 +214,8 @@ class RedisCache:
         self.calls = 0
         self.errors = 0
         self.fallbacks = 0
-        self._limits: list[_LimitRequest] = []  # rate-limit calls waiting for the next script run
-        self._limits_task: asyncio.Task[None] | None = None
+        self._limits = _SharedScript(GCRA_LUA, _gcra_argv)  # rate limits
+        self._markers = _SharedScript(NX_LUA, _nx_argv)  # add (SET NX)
 
     @property
     def degraded(self) -> bool:
@@ -201,15 +239,15 @@ class RedisCache:
     async def add(self, key: str, ttl: float) -> bool:
         """SET NX with ``ttl``: True for the one caller (across instances) that created ``key``.
 
+        Concurrent calls share one round trip (one script run sets every marker).
+
         While Redis is down the marker is per-instance; a marker taken locally
         keeps refusing on this instance after Redis returns, until its TTL ends.
         """
         if await self._local.get(key) is not None:
             return False
         try:
-            created = await self._run(
-                lambda: self._redis.set(self._kv(key), b"1", px=_ms(ttl), nx=True)
-            )
+            created = await self._shared(self._markers, [self._kv(key)], [_ms(ttl)])
         except _Unavailable:
             return await self._local.add(key, ttl)
         if created:
@@ -237,66 +275,63 @@ class RedisCache:
             keys.append(self._rl(key))
             args += [interval, interval * max(burst - 1, 0)]
         try:
-            wait_us = await self._judge(keys, args)
+            wait_us = await self._shared(self._limits, keys, args)
         except _Unavailable:
             if self._policy == "fail_closed":
                 return FAIL_CLOSED_WAIT
             return await self._local.rate_limit_all(limited)
         return wait_us / 1_000_000
 
-    async def _judge(self, keys: list[str], args: list[int]) -> int:
-        """Queue one request's buckets for the next script run and wait for its verdict (µs to wait).
+    async def _shared(self, script: _SharedScript, keys: list[str], args: list[int]) -> int:
+        """Queue one call for the next run of ``script`` and wait for its result.
 
-        The wait is bounded by ``timeout`` like any Redis call: a verdict that comes later
+        The wait is bounded by ``timeout`` like any Redis call: a result that comes later
         is not waited for (the caller falls back), whatever run it was queued behind.
         """
         if self._clock() < self._down_until:
             self.fallbacks += 1
             raise _Unavailable
         loop = asyncio.get_running_loop()
-        request = _LimitRequest(keys, args, loop.create_future())
-        self._limits.append(request)
-        if self._limits_task is None or self._limits_task.done():
-            self._limits_task = loop.create_task(self._judge_queued())
+        call = _Call(keys, args, loop.create_future())
+        script.queue.append(call)
+        if script.task is None or script.task.done():
+            script.task = loop.create_task(self._run_queued(script))
         try:
-            # a caller that gives up (timeout, cancellation) cancels its verdict: a run not yet sent leaves it out
+            # a caller that gives up (timeout, cancellation) cancels its result: a run not yet sent leaves it out
             async with asyncio.timeout(self._timeout):
-                return await request.verdict
+                return await call.result
         except TimeoutError:
             self.fallbacks += 1
             raise _Unavailable from None
 
-    async def _judge_queued(self) -> None:
-        """Run the script for everything queued, batch after batch, until the queue is empty.
+    async def _run_queued(self, script: _SharedScript) -> None:
+        """Run ``script`` for everything queued, batch after batch, until its queue is empty.
 
-        Only one run is in flight at a time; calls made meanwhile form the next batch, so
-        under load one round trip serves many requests and when idle a call waits for none.
-        Every queued request gets a verdict or ``_Unavailable``, whatever happens here.
+        Only one run is in flight at a time; calls made meanwhile form the next batch.
+        Every queued call gets a result or ``_Unavailable``, whatever happens here.
         """
-        batch: list[_LimitRequest] = []
+        batch: list[_Call] = []
         try:
-            await asyncio.sleep(0)  # let the requests already runnable in this loop turn join
-            while self._limits:
-                batch, self._limits = _take_batch([r for r in self._limits if not r.verdict.done()])
+            await asyncio.sleep(0)  # let the calls already runnable in this loop turn join
+            while script.queue:
+                batch, script.queue = _take_batch([c for c in script.queue if not c.result.done()])
                 if not batch:
                     continue
-                keys = [key for request in batch for key in request.keys]
-                argv: list[int] = [len(batch)]
-                for request in batch:
-                    argv += [len(request.keys), *request.args]
+                keys = [key for call in batch for key in call.keys]
+                argv = script.argv(batch)
                 try:
-                    waits = await self._run(lambda: self._gcra(keys, argv))
+                    results = await self._run(lambda: self._eval(script, keys, argv))
                 except _Unavailable:
-                    for request in batch:
-                        request.settle(exc=_Unavailable())
+                    for call in batch:
+                        call.settle(exc=_Unavailable())
                     continue
-                for request, wait in zip(batch, waits, strict=True):
-                    request.settle(result=int(wait))
+                for call, result in zip(batch, results, strict=True):
+                    call.settle(result=int(result))
         finally:
-            self._limits_task = None
-            for request in [*batch, *self._limits]:  # cancelled, or an unexpected error: nobody is left waiting
-                request.settle(exc=_Unavailable())
-            self._limits = []
+            script.task = None
+            for call in [*batch, *script.queue]:  # cancelled, or an unexpected error: nobody is left waiting
+                call.settle(exc=_Unavailable())
+            script.queue = []
 
     async def ping(self) -> bool:
         """PING Redis now (ignoring the backoff); a success ends the degraded state."""
@@ -306,11 +341,12 @@ class RedisCache:
             return False
 
     async def close(self) -> None:
-        """Stop judging rate limits, close every pooled connection and drop the in-process values."""
-        task, self._limits_task = self._limits_task, None
-        if task is not None and not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        """Stop the shared script runs, close every pooled connection and drop the in-process values."""
+        for script in (self._limits, self._markers):
+            task, script.task = script.task, None
+            if task is not None and not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await self._redis.aclose()
         await self._pool.disconnect()
         await self._local.close()
@@ -321,13 +357,13 @@ class RedisCache:
     def _rl(self, key: str) -> str:
         return f"{self._prefix}rl:{key}"
 
-    async def _gcra(self, keys: list[str], argv: list[int]) -> list[int]:
+    async def _eval(self, script: _SharedScript, keys: list[str], argv: list[int]) -> list[int]:
         try:
-            return await self._redis.evalsha(_GCRA_SHA, len(keys), *keys, *argv)
+            return await self._redis.evalsha(script.sha, len(keys), *keys, *argv)
         except NoScriptError:
             # EVAL also caches the script, so the next EVALSHA finds it.
             self.calls += 1
-            return await self._redis.eval(GCRA_LUA, len(keys), *keys, *argv)
+            return await self._redis.eval(script.lua, len(keys), *keys, *argv)
 
     async def _run(self, command: Callable[[], Awaitable[T]], *, probe: bool = False) -> T:
         """Run one Redis command within the timeout, or raise :class:`_Unavailable`."""

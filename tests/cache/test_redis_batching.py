@@ -1,4 +1,4 @@
-"""Concurrent rate-limit calls of one instance share one Redis round trip, and judge as if made one by one."""
+"""Concurrent rate-limit calls (and replay markers) of one instance share one Redis round trip, and judge as if made one by one."""
 
 from __future__ import annotations
 
@@ -84,8 +84,8 @@ async def test_a_judging_task_lost_before_it_ran_wedges_nothing(make_redis_cache
     cache = make_redis_cache(timeout=0.3)
     caller = asyncio.ensure_future(cache.rate_limit("c:lost", SLOW, 5))
     await asyncio.sleep(0)  # the caller queued its request and created the judging task
-    assert cache._limits_task is not None
-    cache._limits_task.cancel()  # never gets to run its body
+    assert cache._limits.task is not None
+    cache._limits.task.cancel()  # never gets to run its body
     assert await asyncio.wait_for(caller, 2) == 0.0  # answered by the in-process fallback
     before = cache.calls
     assert await asyncio.wait_for(cache.rate_limit("c:next", SLOW, 5), 2) == 0.0
@@ -100,3 +100,44 @@ async def test_close_settles_queued_calls(make_redis_cache: MakeRedis) -> None:
     await cache.close()
     waits = await asyncio.wait_for(asyncio.gather(*callers), 2)
     assert len(waits) == 5
+
+
+async def test_concurrent_markers_share_one_round_trip_with_one_winner_per_key(make_redis_cache: MakeRedis) -> None:
+    """Thirty concurrent ``add`` calls over ten keys: one script run, exactly the first caller of each key wins."""
+    cache = make_redis_cache()
+    before = cache.calls
+    created = await asyncio.gather(*(cache.add(f"jti:{i % 10}", 60) for i in range(30)))
+    assert cache.calls - before == 1
+    assert list(created) == [True] * 10 + [False] * 20
+    assert await cache.add("jti:3", 60) is False  # and the markers stay set
+
+
+async def test_markers_of_other_instances_are_seen(make_redis_cache: MakeRedis, key_prefix: str) -> None:
+    """A marker set through one instance's batch refuses the same key on another instance (Redis is the judge)."""
+    one, two = make_redis_cache(prefix=key_prefix), make_redis_cache(prefix=key_prefix)
+    first = await asyncio.gather(*(one.add(f"shared:{i}", 60) for i in range(5)))
+    second = await asyncio.gather(*(two.add(f"shared:{i}", 60) for i in range(6)))
+    assert list(first) == [True] * 5
+    assert list(second) == [False] * 5 + [True]
+
+
+async def test_markers_and_rate_limits_in_flight_at_once_keep_their_own_results(make_redis_cache: MakeRedis) -> None:
+    """Markers and buckets queued in the same loop turn each get their own script's answer."""
+    cache = make_redis_cache()
+    results = await asyncio.gather(
+        *(cache.add(f"mixed:{i % 3}", 60) for i in range(6)),
+        *(cache.rate_limit("c:mixed", SLOW, 2) for _ in range(4)),
+    )
+    assert list(results[:6]) == [True, True, True, False, False, False]
+    assert [w == 0.0 for w in results[6:]] == [True, True, False, False]
+
+
+async def test_a_marker_batch_larger_than_one_script_run_is_split(make_redis_cache: MakeRedis) -> None:
+    """More markers than one run carries: several runs, every marker set once."""
+    cache = make_redis_cache()
+    count = MAX_BATCH_KEYS + 10
+    created = await asyncio.gather(*(cache.add(f"many:{i}", 60) for i in range(count)))
+    assert all(created)
+    assert cache.calls >= 2
+    again = await asyncio.gather(*(cache.add(f"many:{i}", 60) for i in range(0, count, 50)))
+    assert not any(again)
