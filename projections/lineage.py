@@ -55,7 +55,9 @@ _DDL = [
         revoked_direct INTEGER,
         revoked_position BIGINT
     )""",
-    "CREATE INDEX IF NOT EXISTS lineage_parent ON lineage (parent_jti)",
+    # first exchanges (most rows) have no parent: only children are indexed, for the cascade walk
+    "DROP INDEX IF EXISTS lineage_parent",
+    "CREATE INDEX IF NOT EXISTS lineage_children ON lineage (parent_jti) WHERE parent_jti IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS lineage_origin ON lineage (origin_iss, origin_sub, issued_at)",
     "CREATE INDEX IF NOT EXISTS lineage_client ON lineage (client_id, issued_at)",
     """CREATE TABLE IF NOT EXISTS revoked_subjects (
