@@ -128,6 +128,11 @@ class Runtime:
             except Exception as exc:  # shutting down: report, keep closing the rest
                 log.warning("shutdown_error", component=getattr(closer, "__qualname__", "?"), error=type(exc).__name__)
 
+    @property
+    def creates_schema(self) -> bool:
+        """False when ``baton migrate`` manages the PostgreSQL schema (``migrate_on_start = false``, a runtime role)."""
+        return self.config.store.migrate_on_start or not self.config.store.url.startswith("postgres")
+
     def _adopt_keys(self, ring: KeyRing) -> None:
         """Swap in a (re)loaded key ring; readers go through ``self.keyring``, so one assignment is atomic."""
         self.keyring = ring
@@ -144,6 +149,7 @@ class Runtime:
                 lease_seconds=settings.lease_seconds,
                 poll_interval=settings.poll_interval,
                 batch_interval=settings.batch_interval,
+                create_schema=self.creates_schema,
             )
             try:
                 await runner.run(self._projections_stop)

@@ -50,7 +50,7 @@ def routes(runtime: Runtime) -> list[BaseRoute]:
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi_endpoint, methods=["GET"]),
     ]
-    table.extend(audit_routes(runtime.store, authorize_audit))
+    table.extend(audit_routes(runtime.store, authorize_audit, create_schema=runtime.creates_schema))
     if config.demo:
         from .demo_idp import demo_idp_app
 

@@ -20,6 +20,7 @@ from app.keys import KeyError_, KeyRing, KeyRingSigner, read_key_file
 from eventstore import StoreError, open_store
 from eventstore.checkpoints import CHECKPOINT_TYP
 from eventstore.migrate import grant_runtime_role, load_migrations, migrate
+from projections.schema import projection_ddl
 from eventstore.store import EventStore
 from eventstore.verify import checkpoint_records, export_lines, read_checkpoints_file, verify
 
@@ -130,7 +131,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         except (OSError, asyncpg.PostgresError) as exc:
             raise StoreError(f"cannot connect to PostgreSQL: {exc}") from exc
         try:
-            applied = await migrate(conn)
+            # the views' tables too: a runtime role (migrate_on_start = false) cannot create them
+            applied = await migrate(conn, extra_ddl=projection_ddl("postgresql"))
             for m in applied:
                 print(f"applied {m.version:04d}_{m.name}")
             if not applied:

@@ -233,6 +233,7 @@ class ProjectionRunner:
         lease_seconds: float = 15.0,
         poll_interval: float = 0.5,
         batch_interval: float = 0.0,
+        create_schema: bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
         assert batch_size > 0 and lease_seconds > 0 and poll_interval > 0, "runner settings must be positive"
@@ -244,6 +245,7 @@ class ProjectionRunner:
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval
         self.batch_interval = batch_interval
+        self.create_schema = create_schema
         self._clock = clock
         self._renewed: dict[str, float] = {}  # projection -> when we last renewed its lease
         self._checkpoints: dict[str, int] = {}
@@ -251,8 +253,9 @@ class ProjectionRunner:
         self._wake = asyncio.Event()
 
     async def setup(self) -> None:
-        """Create the runner and projection tables."""
-        await ensure_schema(self.store, self.projections)
+        """Create the runner and projection tables, unless ``baton migrate`` manages the schema."""
+        if self.create_schema:
+            await ensure_schema(self.store, self.projections)
 
     def holds(self, name: str) -> bool:
         """True while this runner believes it holds ``name``'s lease (as of its last batch)."""
