@@ -14,21 +14,24 @@ from .store import RecordedEvent
 from .types import ANY, GENESIS_HASH
 
 
-def _canonical(event: Event) -> bytes:
-    """The event's canonical bytes, refused unless they decode back to the same event.
+def _canonical(event: Event) -> tuple[bytes, Event]:
+    """The event's canonical bytes and their decoding, refused unless that equals the event.
 
     Checked here, per caller, so one unrepresentable event (a NaN, an unpaired
     surrogate) fails only its own append instead of its whole group-commit batch.
+    The decoded event is what a replay of the log will see; inline projections get it
+    without decoding the bytes again.
     """
     try:
         data = encode_event(event)
-        if decode_event(data) != event:
+        decoded = decode_event(data)
+        if decoded != event:
             raise InvalidEvent(f"{type(event).__name__} does not survive encoding")
     except InvalidEvent:
         raise
     except Exception as exc:  # msgspec encode/decode errors, UnicodeEncodeError
         raise InvalidEvent(f"{type(event).__name__} cannot be encoded: {type(exc).__name__}") from exc
-    return data
+    return data, decoded
 
 
 class StoreBase:
@@ -58,9 +61,12 @@ class StoreBase:
         ids = list(event_ids) if event_ids is not None else [uuid.uuid4().hex for _ in events]
         if len(ids) != len(events):
             raise ValueError("event_ids must match events one to one")
-        data = [_canonical(event) for event in events]
+        canonical = [_canonical(event) for event in events]
         future: asyncio.Future[list[RecordedEvent]] = asyncio.get_running_loop().create_future()
-        pending = PendingAppend(stream_id, list(events), ids, expected_version, future, data=data, condition=condition)
+        pending = PendingAppend(
+            stream_id, [decoded for _, decoded in canonical], ids, expected_version, future,
+            data=[data for data, _ in canonical], condition=condition,
+        )
         return await self._committer.submit(pending)
 
     async def read_all(self, from_position: int = 1, limit: int = 1000) -> list[RecordedEvent]:

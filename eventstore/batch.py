@@ -42,7 +42,7 @@ class PendingAppend:
     future: asyncio.Future[list[RecordedEvent]]
     result: list[RecordedEvent] | None = None
     error: StoreError | None = None
-    data: list[bytes] | None = None  # canonical bytes, encoded (and checked) by the caller
+    data: list[bytes] | None = None  # canonical bytes, encoded (and checked) by the caller; events then their decoding
     condition: Any = None  # judged by the inline projections under the write lock (ConditionChecker)
 
 
@@ -204,6 +204,8 @@ async def write_batch(
                 prev_hash=prev,
                 hash=digest,
             )
+            if item.data is not None:  # then item.events are the decoded data: projections need not decode again
+                record.__dict__["event"] = event
             prev = digest
             recorded.append(record)
             existing[eid] = record

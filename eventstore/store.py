@@ -8,6 +8,7 @@ commits (or not) together with the events.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -17,8 +18,12 @@ from .events import Event, decode_event
 from .types import ANY
 
 
-class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
-    """An event as stored: its place in the log and in its stream, and its chain link."""
+class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True, dict=True):
+    """An event as stored: its place in the log and in its stream, and its chain link.
+
+    ``event`` is decoded from ``data`` once and kept (a ``__dict__`` entry, not a field:
+    it takes no part in equality or encoding).
+    """
 
     position: int
     stream_id: str
@@ -32,7 +37,7 @@ class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
     #: what an inline projection said about this event as it was appended (not stored, not hashed)
     note: str | None = None
 
-    @property
+    @functools.cached_property
     def event(self) -> Event:
         """The decoded event."""
         return decode_event(self.data)
