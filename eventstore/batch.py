@@ -169,13 +169,16 @@ async def write_batch(
     all_ids = [eid for item in batch for eid in item.event_ids]
     stream_ids = list({item.stream_id for item in batch})
     position, prev, existing, versions = await _read_state(tx, all_ids, stream_ids)
+    stored = set(existing)
     refused = await _refusals(tx, batch, projections)
 
     new_records: list[RecordedEvent] = []
+    replayed: list[RecordedEvent] = []  # records a retried append finds already stored
     now = clock()
     for index, item in enumerate(batch):
         if item.event_ids and all(eid in existing for eid in item.event_ids):
             item.result = [existing[eid] for eid in item.event_ids]
+            replayed.extend(r for r in item.result if r.event_id in stored)
             continue
         if any(eid in existing for eid in item.event_ids):
             item.error = StoreError("some but not all event ids of this append are already stored")
@@ -213,21 +216,24 @@ async def write_batch(
         item.result = recorded
         new_records.extend(recorded)
 
-    if not new_records:
-        return
-    await tx.executemany(
-        f"INSERT INTO events ({RECORD_COLUMNS}) VALUES ({_placeholders(1, 9)})",
-        [
-            (r.position, r.stream_id, r.stream_version, r.event_id, r.event_type, r.recorded_at, r.data, r.prev_hash, r.hash)
-            for r in new_records
-        ],
-    )
     # inline projections may attach a note to an event they judged (e.g. "born_revoked");
     # the appender sees it on its returned record, without another round trip
     notes: dict[str, str] = {}
-    tx.notes = notes  # type: ignore[attr-defined]
-    for projection in projections:
-        await projection.apply(tx, new_records)
+    if replayed:
+        for keeper in [k for p in projections if (k := getattr(p, "stored_notes", None)) is not None]:
+            notes.update(await keeper(tx, replayed))
+    if new_records:
+        await tx.executemany(
+            f"INSERT INTO events ({RECORD_COLUMNS}) VALUES ({_placeholders(1, 9)})",
+            [
+                (r.position, r.stream_id, r.stream_version, r.event_id, r.event_type, r.recorded_at, r.data,
+                 r.prev_hash, r.hash)
+                for r in new_records
+            ],
+        )  # fmt: skip
+        tx.notes = notes  # type: ignore[attr-defined]
+        for projection in projections:
+            await projection.apply(tx, new_records)
     if notes:
         for item in batch:
             if item.result and item.error is None:

@@ -97,6 +97,18 @@ class ConditionChecker(Protocol):
         """Reasons by append index for the appends whose condition no longer holds."""
 
 
+class NoteKeeper(Protocol):
+    """An inline projection that can say again what it noted about events already stored (optional).
+
+    A retried append (the same event ids, e.g. after a connection was lost at COMMIT)
+    gets the stored records back and ``apply`` does not run again; ``stored_notes``
+    gives those records the notes ``apply`` attached the first time (event id → note).
+    """
+
+    async def stored_notes(self, tx: Tx, records: Sequence[RecordedEvent]) -> dict[str, str]:
+        """Notes by event id for ``records``, which were appended earlier."""
+
+
 class EventStore(Protocol):
     """The append-only log."""
 

@@ -303,6 +303,21 @@ class LineageProjection:
                     refused[index] = reason
         return refused
 
+    async def stored_notes(self, tx: Tx, records: Sequence[RecordedEvent]) -> dict[str, str]:
+        """``born_revoked`` again for exchanges of a retried append that were recorded revoked at birth.
+
+        Born revoked means the covering revocation precedes the exchange in the log; a
+        revocation recorded after it does not make the exchange a refused one.
+        """
+        jtis = {r.event.issued_jti: r.event_id for r in records if r.event_type == "TokenExchanged"}
+        born: list[str] = []
+        for chunk in _chunks(list(jtis)):
+            rows = await tx.fetch(
+                f"SELECT jti FROM lineage WHERE jti IN ({_in(1, len(chunk))}) AND revoked_position < position", *chunk
+            )
+            born.extend(str(r[0]) for r in rows)
+        return {jtis[jti]: "born_revoked" for jti in born}
+
     async def _exchanged(self, tx: Tx, run: list[tuple[RecordedEvent, TokenExchanged]]) -> None:
         notes: dict[str, str] | None = getattr(tx, "notes", None)
         # parents, revoked subjects and revoked clients in one round trip (this runs under the append lock),

@@ -108,3 +108,25 @@ async def test_a_condition_no_projection_can_judge_is_refused(tmp_path):
         assert await bare.read_all() == []
     finally:
         await bare.close()
+
+
+async def test_a_retried_append_gets_the_born_revoked_note_again(store):
+    """An append retried with the same event ids (lost connection at COMMIT) returns the stored record, and with it
+    the note it got the first time: a token born revoked is never handed out on the retry either."""
+    await chain(store, "A")
+    await store.append("token-A", [TokenRevoked(at=2_000.0, jti="A", by="ops")])
+    child = exchanged("B", ("A", "A", 1))
+    (first,) = await store.append("token-B", [child], expected_version=NO_STREAM, event_ids=["x-B"])
+    (again,) = await store.append("token-B", [child], expected_version=NO_STREAM, event_ids=["x-B"])
+    assert first.note == again.note == "born_revoked"
+    assert again.position == first.position
+
+
+async def test_a_retried_append_of_a_token_revoked_later_has_no_note(store):
+    """Revoked only after it was issued, the token was a good exchange: its retry carries no note."""
+    event = exchanged("C", issued_at=1_600)
+    (first,) = await store.append("token-C", [event], expected_version=NO_STREAM, event_ids=["x-C"])
+    await store.append("token-C", [TokenRevoked(at=2_000.0, jti="C", by="ops")])
+    (again,) = await store.append("token-C", [event], expected_version=NO_STREAM, event_ids=["x-C"])
+    assert first.note is None and again.note is None
+    assert (await LineageReader(store).get("C")).revoked
