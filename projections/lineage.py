@@ -183,16 +183,31 @@ class _Lookup:
             (p, s, c),
         )
 
-    def refusal(self, e: TokenExchanged, condition: ExchangeCondition) -> str | None:
-        """Why ``condition`` no longer holds for ``e`` (None while it holds)."""
+    def refusal(
+        self, e: TokenExchanged, condition: ExchangeCondition, ahead: dict[tuple[str, str], _Cut] | None = None
+    ) -> str | None:
+        """Why ``condition`` no longer holds for ``e`` (None while it holds).
+
+        ``ahead``: subject cuts of revocations earlier in the same batch, not committed yet.
+        """
+        subjects = _later_cuts(self.subjects, ahead) if ahead else self.subjects
         for token in condition.presented:
-            cut = self.subjects.get((token.iss, token.sub))
+            cut = subjects.get((token.iss, token.sub))
             if cut is not None and (token.issued_at is None or token.issued_at < cut[0]):
                 return f"{token.role}_revoked"
         parent = self.parents.get(e.parent_jti) if e.parent_jti else None
-        if _covering(e, parent, self.subjects, self.clients, recorded_at=e.at)[0] is not None:
+        if _covering(e, parent, subjects, self.clients, recorded_at=e.at)[0] is not None:
             return "revoked_during_exchange"
         return None
+
+
+def _later_cuts(committed: dict[tuple[str, str], _Cut], ahead: dict[tuple[str, str], _Cut]) -> dict[tuple[str, str], _Cut]:
+    """Committed subject cuts with those of the same batch folded in, the later ``before`` winning."""
+    merged = dict(committed)
+    for key, cut in ahead.items():
+        if key not in merged or cut[0] > merged[key][0]:
+            merged[key] = cut
+    return merged
 
 
 def _covering(
@@ -278,10 +293,12 @@ class LineageProjection:
         """Refuse ``TokenExchanged`` appends whose :class:`ExchangeCondition` a committed revocation breaks.
 
         Runs under the write lock, so a revocation committed before this batch is
-        always seen: the exchange is refused and nothing is written. (A revocation
-        in the same batch, ahead of the exchange, is still caught by :meth:`apply`,
-        which records the token born revoked.) The lineage read made here is kept
-        on ``tx`` for :meth:`apply`, so judging costs no extra round trip.
+        always seen: the exchange is refused and nothing is written. A subject
+        revocation ahead of the exchange in the same batch refuses it too (it covers
+        presented subject and actor tokens by their ``iat``); a token or client
+        revocation there is caught by :meth:`apply`, which records the token born
+        revoked. The lineage read made here is kept on ``tx`` for :meth:`apply`, so
+        judging costs no extra round trip.
         """
         exchanges = [(i, e, c) for i, (events, c) in enumerate(appends) for e in events if isinstance(e, TokenExchanged)]
         if not any(isinstance(c, ExchangeCondition) for _, _, c in exchanges):
@@ -296,11 +313,18 @@ class LineageProjection:
         )
         tx.lineage_lookup = lookup  # type: ignore[attr-defined]
         refused: dict[int, str] = {}
-        for index, event, condition in exchanges:
-            if isinstance(condition, ExchangeCondition) and index not in refused:
-                reason = lookup.refusal(event, condition)
-                if reason is not None:
-                    refused[index] = reason
+        # a subject revocation earlier in this batch commits before the exchange: it covers it too
+        ahead: dict[tuple[str, str], _Cut] = {}
+        for index, (events, condition) in enumerate(appends):
+            for event in events:
+                if isinstance(event, TokenExchanged) and isinstance(condition, ExchangeCondition) and index not in refused:
+                    reason = lookup.refusal(event, condition, ahead)
+                    if reason is not None:
+                        refused[index] = reason
+                elif isinstance(event, SubjectRevoked):
+                    cut = ahead.get((event.iss, event.sub))
+                    if cut is None or event.before > cut[0]:
+                        ahead[(event.iss, event.sub)] = (event.before, event.by, event.reason, 0)
         return refused
 
     async def stored_notes(self, tx: Tx, records: Sequence[RecordedEvent]) -> dict[str, str]:

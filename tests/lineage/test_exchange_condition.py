@@ -130,3 +130,26 @@ async def test_a_retried_append_of_a_token_revoked_later_has_no_note(store):
     (again,) = await store.append("token-C", [event], expected_version=NO_STREAM, event_ids=["x-C"])
     assert first.note is None and again.note is None
     assert (await LineageReader(store).get("C")).revoked
+
+
+@pytest.mark.parametrize("role", ["subject", "actor"])
+async def test_a_subject_revocation_ahead_in_the_same_batch_refuses_the_exchange(store, role):
+    """One group commit: bob's revocation is queued first, then an exchange presenting a token of bob's issued
+    before the cut (as subject or as actor). The revocation lands; the exchange is refused and writes nothing."""
+    revocation = store.append("subject-bob", [SubjectRevoked(at=1_700.0, iss=IDP, sub="bob", before=1_650.0, by="ops")])
+    exchange = issue_if(store, exchanged("late", issued_at=1_700, sub="carol"), presented(role, "bob", 1_600))
+    revoked, refused = await asyncio.gather(revocation, exchange, return_exceptions=True)
+    assert isinstance(revoked, list) and revoked[0].event_type == "SubjectRevoked"
+    assert isinstance(refused, AppendRefused) and refused.reason == f"{role}_revoked"
+    assert await LineageReader(store).get("late") is None
+    assert [r.event_type for r in await store.read_all()] == ["SubjectRevoked"]
+
+
+async def test_a_revocation_of_someone_else_in_the_same_batch_refuses_nothing(store):
+    """Only a cut of the presented token's own subject counts; a token issued after the cut passes too."""
+    others = store.append("subject-dave", [SubjectRevoked(at=1_700.0, iss=IDP, sub="dave", before=1_650.0, by="ops")])
+    cut = store.append("subject-bob", [SubjectRevoked(at=1_700.0, iss=IDP, sub="bob", before=1_650.0, by="ops")])
+    fine = issue_if(store, exchanged("fine", issued_at=1_700, sub="carol"), presented("actor", "erin", 1_600))
+    fresh = issue_if(store, exchanged("fresh", issued_at=1_700, sub="carol"), presented("actor", "bob", 1_660))
+    results = await asyncio.gather(others, cut, fine, fresh)
+    assert [r[0].event_type for r in results] == ["SubjectRevoked", "SubjectRevoked", "TokenExchanged", "TokenExchanged"]
