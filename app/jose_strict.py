@@ -89,18 +89,17 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+# built once: json.loads with these hooks would construct a decoder per call
+_STRICT_JSON = json.JSONDecoder(object_pairs_hook=_unique_object, parse_float=_finite_float, parse_constant=_no_constant)
+
+
 def loads_strict(data: bytes) -> Any:
     """Decode UTF-8 JSON refusing duplicate members, NaN/Infinity and overflowing numbers.
 
     Raises ``ValueError`` (duplicates: its subclass, with the member name as
     ``args[0]``) or ``RecursionError`` for absurd nesting.
     """
-    value = json.loads(
-        data.decode("utf-8"),
-        object_pairs_hook=_unique_object,
-        parse_float=_finite_float,
-        parse_constant=_no_constant,
-    )
+    value = _STRICT_JSON.decode(data.decode("utf-8"))
     if "\\u" in data.decode("utf-8", "replace").lower() and _has_lone_surrogate(value):
         # "\ud800" escapes decode to text that is not Unicode: it could never be re-encoded
         # into an issued token, an event or a database row

@@ -246,8 +246,12 @@ async def _lookup(tx: Tx, wanted: list[str], subs: list[str], clients: list[str]
     return _Lookup(parents, subjects, revoked_clients, (set(wanted), set(subs), set(clients)))
 
 
+_sorted_json = msgspec.json.Encoder(order="sorted")
+
+
 def _dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    """Compact JSON with sorted keys: one spelling per value, so live and rebuilt rows are equal."""
+    return _sorted_json.encode(value).decode()
 
 
 def _in(start: int, count: int) -> str:
