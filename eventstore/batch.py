@@ -65,6 +65,10 @@ def _placeholders(start: int, count: int) -> str:
     return ", ".join(f"${i}" for i in range(start, start + count))
 
 
+#: stream ids whose versions one query reads (well under SQLite's 500 compound-SELECT terms)
+_STREAMS_PER_READ = 250
+
+
 def _stream_versions(dialect: str, start: int, stream_ids: list[str]) -> tuple[str, list[Any]]:
     """SQL and arguments giving ``(2, version, NULL, stream_id)`` for each of ``stream_ids`` that has events.
 
@@ -105,7 +109,8 @@ async def _read_state(
     A usual batch asks all three in one round trip (the lock is held meanwhile, so each
     round trip saved shortens every other writer's wait); huge batches go in chunks.
     """
-    if len(all_ids) + len(stream_ids) <= 500:
+    # SQLite allows 500 terms in a compound SELECT, and its stream versions take one each
+    if len(all_ids) + len(stream_ids) <= 500 and len(stream_ids) <= _STREAMS_PER_READ:
         sql = "SELECT 0, position, hash, NULL FROM (SELECT position, hash FROM events ORDER BY position DESC LIMIT 1) h"
         if all_ids:
             sql += f" UNION ALL SELECT 1, position, NULL, event_id FROM events WHERE event_id IN ({_placeholders(1, len(all_ids))})"
@@ -136,8 +141,8 @@ async def _read_state(
         )
         existing.update((str(r[3]), row_to_record(r)) for r in found)
     versions = {}
-    for chunk in range(0, len(stream_ids), 500):
-        ids = stream_ids[chunk : chunk + 500]
+    for chunk in range(0, len(stream_ids), _STREAMS_PER_READ):
+        ids = stream_ids[chunk : chunk + _STREAMS_PER_READ]
         versions_sql, versions_args = _stream_versions(tx.dialect, 1, ids)
         found = await tx.fetch(versions_sql, *versions_args)
         versions.update((str(r[3]), int(r[1])) for r in found)

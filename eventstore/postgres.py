@@ -226,9 +226,9 @@ class PostgresEventStore(StoreBase):
         does not stall appends.
         """
         async with self._connection() as conn:
-            # BEGIN and the lock travel as one simple query: one round trip fewer per group commit
-            await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({self._lock_key:d})" if write_lock else "BEGIN")
             try:
+                # BEGIN and the lock travel as one simple query: one round trip fewer per group commit
+                await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({self._lock_key:d})" if write_lock else "BEGIN")
                 yield _PgTx(conn, self._bulk)
                 await conn.execute("COMMIT")
             except BaseException:

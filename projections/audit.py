@@ -74,11 +74,10 @@ SCHEMA = [
     )""",
     "CREATE INDEX IF NOT EXISTS audit_exchanges_subject ON audit_exchanges (subject_sub, subject_iss, position)",
     "CREATE INDEX IF NOT EXISTS audit_exchanges_client ON audit_exchanges (client_id, position)",
-    "CREATE INDEX IF NOT EXISTS audit_exchanges_at{at_suffix} ON audit_exchanges {at_using}(at)",
+    "CREATE INDEX IF NOT EXISTS audit_exchanges_at ON audit_exchanges {at_using}(at)",
     "CREATE INDEX IF NOT EXISTS audit_exchanges_issued ON audit_exchanges (issued_jti)",
     # most exchanges are first exchanges (no parent): only children are indexed, for lineage trees
-    "DROP INDEX IF EXISTS audit_exchanges_parent",
-    "CREATE INDEX IF NOT EXISTS audit_exchanges_children ON audit_exchanges (parent_jti) WHERE parent_jti IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS audit_exchanges_parent ON audit_exchanges (parent_jti) WHERE parent_jti IS NOT NULL",
     """CREATE TABLE IF NOT EXISTS audit_exchange_actors (
         position BIGINT NOT NULL,
         nesting INTEGER NOT NULL,
@@ -116,7 +115,7 @@ SCHEMA = [
     "CREATE INDEX IF NOT EXISTS audit_denied_subject ON audit_denied (subject_sub, subject_iss, position)",
     "CREATE INDEX IF NOT EXISTS audit_denied_client ON audit_denied (client_id, position)",
     "CREATE INDEX IF NOT EXISTS audit_denied_reason ON audit_denied (reason, position)",
-    "CREATE INDEX IF NOT EXISTS audit_denied_at{at_suffix} ON audit_denied {at_using}(at)",
+    "CREATE INDEX IF NOT EXISTS audit_denied_at ON audit_denied {at_using}(at)",
     """CREATE TABLE IF NOT EXISTS audit_revocations (
         position BIGINT PRIMARY KEY,
         at DOUBLE PRECISION NOT NULL,
@@ -134,7 +133,7 @@ SCHEMA = [
     "CREATE INDEX IF NOT EXISTS audit_revocations_jti ON audit_revocations (jti)",
     "CREATE INDEX IF NOT EXISTS audit_revocations_subject ON audit_revocations (subject_sub, subject_iss)",
     "CREATE INDEX IF NOT EXISTS audit_revocations_client ON audit_revocations (client_id)",
-    "CREATE INDEX IF NOT EXISTS audit_revocations_at{at_suffix} ON audit_revocations {at_using}(at)",
+    "CREATE INDEX IF NOT EXISTS audit_revocations_at ON audit_revocations {at_using}(at)",
     """CREATE TABLE IF NOT EXISTS audit_subjects (
         subject_iss TEXT NOT NULL,
         subject_sub TEXT NOT NULL,
@@ -152,15 +151,15 @@ SCHEMA = [
 #: How the DDL differs by dialect. Rows arrive in time order, so on PostgreSQL a BRIN index
 #: (a few pages, next to nothing to maintain) serves time ranges where SQLite needs a B-tree;
 #: the per-subject counters are updated in place, so PostgreSQL leaves room in each page for
-#: HOT updates (no new index entry per update).
+#: HOT updates (no new index entry per update). Index names are those of earlier releases:
+#: a database made before keeps its B-trees (``IF NOT EXISTS``), so no start-up ever rebuilds
+#: an index of a large table under the append lock; see docs/audit.md to swap them.
 _DIALECT = {
-    "postgresql": {"at_suffix": "_brin", "at_using": "USING brin ", "subjects_storage": " WITH (fillfactor = 70)"},
-    "sqlite": {"at_suffix": "", "at_using": "", "subjects_storage": ""},
+    "postgresql": {"at_using": "USING brin ", "subjects_storage": " WITH (fillfactor = 70)"},
+    "sqlite": {"at_using": "", "subjects_storage": ""},
 }
-#: B-trees on ``at`` that PostgreSQL databases made before the BRIN indexes still have
-_REPLACED_ON_POSTGRESQL = [
-    f"DROP INDEX IF EXISTS {name}" for name in ("audit_exchanges_at", "audit_denied_at", "audit_revocations_at")
-]
+#: also for audit_subjects tables made before (metadata only: applies to pages filled from now on)
+_POSTGRESQL_ONLY = ["ALTER TABLE audit_subjects SET (fillfactor = 70)"]
 
 
 _json = msgspec.json.Encoder(order="deterministic")
@@ -327,7 +326,7 @@ class AuditProjection:
     def schema(self, dialect: str) -> list[str]:
         """The DDL for ``dialect``: the same tables, columns and keys on SQLite and PostgreSQL."""
         statements = [statement.format(**_DIALECT[dialect]) for statement in SCHEMA]
-        return statements + (_REPLACED_ON_POSTGRESQL if dialect == "postgresql" else [])
+        return statements + (_POSTGRESQL_ONLY if dialect == "postgresql" else [])
 
     async def apply(self, tx: Tx, records: Sequence[RecordedEvent]) -> None:
         """Add the rows for ``records``; events the audit does not track are skipped."""

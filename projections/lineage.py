@@ -56,8 +56,8 @@ _DDL = [
         revoked_position BIGINT
     )""",
     # first exchanges (most rows) have no parent: only children are indexed, for the cascade walk
-    "DROP INDEX IF EXISTS lineage_parent",
-    "CREATE INDEX IF NOT EXISTS lineage_children ON lineage (parent_jti) WHERE parent_jti IS NOT NULL",
+    # (a database made before keeps its full index of that name: no rebuild at start-up)
+    "CREATE INDEX IF NOT EXISTS lineage_parent ON lineage (parent_jti) WHERE parent_jti IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS lineage_origin ON lineage (origin_iss, origin_sub, issued_at)",
     "CREATE INDEX IF NOT EXISTS lineage_client ON lineage (client_id, issued_at)",
     """CREATE TABLE IF NOT EXISTS revoked_subjects (
@@ -318,6 +318,7 @@ class LineageProjection:
         tx.lineage_lookup = lookup  # type: ignore[attr-defined]
         refused: dict[int, str] = {}
         # a subject revocation earlier in this batch commits before the exchange: it covers it too
+        # (counted even if that append then fails its own checks: refusing is the safe side)
         ahead: dict[tuple[str, str], _Cut] = {}
         for index, (events, condition) in enumerate(appends):
             for event in events:
@@ -341,7 +342,9 @@ class LineageProjection:
         born: list[str] = []
         for chunk in _chunks(list(jtis)):
             rows = await tx.fetch(
-                f"SELECT jti FROM lineage WHERE jti IN ({_in(1, len(chunk))}) AND revoked_position < position", *chunk
+                f"SELECT jti FROM lineage WHERE jti IN ({_in(1, len(chunk))}) AND revoked_at IS NOT NULL "
+                "AND (revoked_position IS NULL OR revoked_position < position)",  # unknown order: fail closed
+                *chunk,
             )
             born.extend(str(r[0]) for r in rows)
         return {jtis[jti]: "born_revoked" for jti in born}

@@ -1,4 +1,9 @@
-"""PostgreSQL view indexes: BRIN on time, children-only parent indexes, room for HOT counter updates; old ones replaced."""
+"""PostgreSQL view indexes: BRIN on time, children-only parent indexes, room for HOT counter updates.
+
+A database made by an earlier release keeps its B-trees: opening it must never
+rebuild an index of a large table (the DDL runs under the append lock, within
+the command timeout).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,8 @@ from projections.audit import AuditProjection
 from projections.lineage import LineageProjection
 from projections.runner import ensure_schema
 
-OLD_INDEXES = {
+#: the index definitions of earlier releases, by name
+EARLIER = {
     "lineage_parent": "CREATE INDEX lineage_parent ON lineage (parent_jti)",
     "audit_exchanges_parent": "CREATE INDEX audit_exchanges_parent ON audit_exchanges (parent_jti)",
     "audit_exchanges_at": "CREATE INDEX audit_exchanges_at ON audit_exchanges (at)",
@@ -16,36 +22,57 @@ OLD_INDEXES = {
 }
 
 
+async def _open(dsn: str) -> PostgresEventStore:
+    store = PostgresEventStore(dsn, [LineageProjection()])
+    await store.open()
+    await ensure_schema(store, [AuditProjection()])
+    return store
+
+
 async def _indexes(store: PostgresEventStore) -> dict[str, str]:
     rows = await store.fetch("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()")
     return {name: definition for name, definition in rows}
 
 
-async def test_a_database_made_with_the_old_indexes_ends_with_the_new_ones(pg_dsn: str) -> None:
-    """Opening over a schema that has the earlier B-trees drops them and builds their replacements, once."""
-    store = PostgresEventStore(pg_dsn, [LineageProjection()])
-    await store.open()
+async def _fillfactor(store: PostgresEventStore) -> list:
+    return await store.fetch(
+        "SELECT reloptions FROM pg_class WHERE oid = (current_schema() || '.audit_subjects')::regclass"
+    )
+
+
+async def test_a_new_database_gets_the_small_indexes(pg_dsn: str) -> None:
+    """BRIN on the time columns, parent indexes holding children only, fillfactor 70 for the counters."""
+    store = await _open(pg_dsn)
     try:
-        await ensure_schema(store, [AuditProjection()])
-        async with store.transaction() as tx:  # as an earlier release left it
-            for name in OLD_INDEXES:
-                await tx.execute(f"DROP INDEX IF EXISTS {name}")
-            for ddl in OLD_INDEXES.values():
-                await tx.execute(ddl)
-        await ensure_schema(store, [AuditProjection()])
+        indexes = await _indexes(store)
+        options = await _fillfactor(store)
     finally:
         await store.close()
-    reopened = PostgresEventStore(pg_dsn, [LineageProjection()])
-    await reopened.open()
+    for table in ("audit_exchanges", "audit_denied", "audit_revocations"):
+        assert "USING brin (at)" in indexes[f"{table}_at"]
+    assert indexes["lineage_parent"].endswith("WHERE (parent_jti IS NOT NULL)")
+    assert indexes["audit_exchanges_parent"].endswith("WHERE (parent_jti IS NOT NULL)")
+    assert options == [(["fillfactor=70"],)]
+
+
+async def test_a_database_of_an_earlier_release_opens_unchanged_but_for_the_fill(pg_dsn: str) -> None:
+    """Its B-trees stay (no rebuild at start-up); its subject table gets fillfactor 70 for the pages to come."""
+    store = await _open(pg_dsn)
     try:
-        await ensure_schema(reopened, [AuditProjection()])  # again: nothing changes
-        indexes = await _indexes(reopened)
-        options = await reopened.fetch("SELECT reloptions FROM pg_class WHERE relname = 'audit_subjects'")
+        async with store.transaction() as tx:  # as an earlier release left it
+            for name, ddl in EARLIER.items():
+                await tx.execute(f"DROP INDEX {name}")
+                await tx.execute(ddl)
+            await tx.execute("ALTER TABLE audit_subjects RESET (fillfactor)")
+        before = await _indexes(store)
+    finally:
+        await store.close()
+    reopened = await _open(pg_dsn)
+    try:
+        after = await _indexes(reopened)
+        options = await _fillfactor(reopened)
     finally:
         await reopened.close()
-    assert not set(OLD_INDEXES) & set(indexes)
-    for table in ("audit_exchanges", "audit_denied", "audit_revocations"):
-        assert "USING brin (at)" in indexes[f"{table}_at_brin"]
-    assert indexes["lineage_children"].endswith("WHERE (parent_jti IS NOT NULL)")
-    assert indexes["audit_exchanges_children"].endswith("WHERE (parent_jti IS NOT NULL)")
+    assert after == before
+    assert all("brin" not in after[name] and "WHERE" not in after[name] for name in EARLIER)
     assert options == [(["fillfactor=70"],)]
