@@ -265,6 +265,7 @@ class GroupCommitter:
         self.on_batch = on_batch
         self._queue: asyncio.Queue[PendingAppend] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._full = asyncio.Event()  # set when a gathering batch has max_batch appends queued
 
     def start(self) -> None:
         """Start the writer task on the running loop."""
@@ -288,22 +289,22 @@ class GroupCommitter:
         if self._task is None or self._task.done():
             self.start()
         self._queue.put_nowait(item)
+        if self._queue.qsize() >= self._max_batch - 1:  # the writer holds one more: a gathering batch is full
+            self._full.set()
         return await item.future
 
     async def _run(self) -> None:
         while True:
             first = await self._queue.get()
             batch = [first]
-            if self._max_wait > 0:
-                deadline = asyncio.get_running_loop().time() + self._max_wait
-                while len(batch) < self._max_batch:
-                    timeout = deadline - asyncio.get_running_loop().time()
-                    if timeout <= 0:
-                        break
-                    try:
-                        batch.append(await asyncio.wait_for(self._queue.get(), timeout))
-                    except TimeoutError:
-                        break
+            if self._max_wait > 0 and self._queue.qsize() < self._max_batch - 1:
+                # one wait for the whole window (not one per arriving append), cut short by a full batch
+                self._full.clear()
+                try:
+                    async with asyncio.timeout(self._max_wait):
+                        await self._full.wait()
+                except TimeoutError:
+                    pass
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             started = time.perf_counter()
