@@ -20,9 +20,9 @@ from app.keys import KeyError_, KeyRing, KeyRingSigner, read_key_file
 from eventstore import StoreError, open_store
 from eventstore.checkpoints import CHECKPOINT_TYP
 from eventstore.migrate import grant_runtime_role, load_migrations, migrate
-from projections.schema import projection_ddl
 from eventstore.store import EventStore
 from eventstore.verify import checkpoint_records, export_lines, read_checkpoints_file, verify
+from projections.schema import projection_ddl
 
 DEFAULT_CONFIG = os.environ.get("BATON_CONFIG", "baton.toml")
 

@@ -9,7 +9,7 @@ import pytest
 
 from eventstore import NO_STREAM, AppendRefused, ClientRevoked, SubjectRevoked, TokenRevoked
 from projections.lineage import ExchangeCondition, LineageReader, PresentedToken
-from tests.lineage.builders import IDP, chain, exchanged, issue
+from tests.lineage.builders import IDP, chain, exchanged
 
 PARTNER = "https://partner.example.com"
 
@@ -85,14 +85,6 @@ async def test_refused_appends_do_not_fail_the_rest_of_their_batch(store):
     rows = [await reader.get(f"ok{i}") for i in range(8)]
     assert all(row is not None and not row.revoked for row in rows)
     assert await reader.get("bad") is None
-
-
-async def test_an_unconditional_append_still_records_a_born_revoked_token(store):
-    """Without a condition (replays, old callers) a covered token is recorded born revoked, as before."""
-    await chain(store, "A")
-    await store.append("token-A", [TokenRevoked(at=2_000.0, jti="A", by="ops")])
-    await issue(store, exchanged("B", ("A", "A", 1)))
-    assert (await LineageReader(store).get("B")).revoked
 
 
 async def test_a_condition_no_projection_can_judge_is_refused(tmp_path):

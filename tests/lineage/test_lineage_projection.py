@@ -56,7 +56,7 @@ async def test_cascade_walks_through_a_token_revoked_without_cascade(store):
 
 
 async def test_child_appended_after_parent_revocation_is_born_revoked(store):
-    """A token exchanged from an already revoked parent (a race) is revoked on arrival."""
+    """A token exchanged from an already revoked parent (a race, or an unconditional append) is revoked on arrival."""
     await chain(store, "A")
     await store.append("token-A", [TokenRevoked(at=2_000.0, jti="A", by="ops")])
     await issue(store, exchanged("B", ("A", "A", 1)))

@@ -34,20 +34,21 @@ async def _indexes(store: PostgresEventStore) -> dict[str, str]:
     return {name: definition for name, definition in rows}
 
 
-async def _fillfactor(store: PostgresEventStore) -> list:
-    return await store.fetch(
-        "SELECT reloptions FROM pg_class WHERE oid = (current_schema() || '.audit_subjects')::regclass"
-    )
+async def _opened_schema(dsn: str) -> tuple[dict[str, str], list]:
+    """Open the store (running its DDL) and read back the indexes and the fill factor of ``audit_subjects``."""
+    store = await _open(dsn)
+    try:
+        options = await store.fetch(
+            "SELECT reloptions FROM pg_class WHERE oid = (current_schema() || '.audit_subjects')::regclass"
+        )
+        return await _indexes(store), options
+    finally:
+        await store.close()
 
 
 async def test_a_new_database_gets_the_small_indexes(pg_dsn: str) -> None:
     """BRIN on the time columns, parent indexes holding children only, fillfactor 70 for the counters."""
-    store = await _open(pg_dsn)
-    try:
-        indexes = await _indexes(store)
-        options = await _fillfactor(store)
-    finally:
-        await store.close()
+    indexes, options = await _opened_schema(pg_dsn)
     for table in ("audit_exchanges", "audit_denied", "audit_revocations"):
         assert "USING brin (at)" in indexes[f"{table}_at"]
     assert indexes["lineage_parent"].endswith("WHERE (parent_jti IS NOT NULL)")
@@ -67,12 +68,7 @@ async def test_a_database_of_an_earlier_release_opens_unchanged_but_for_the_fill
         before = await _indexes(store)
     finally:
         await store.close()
-    reopened = await _open(pg_dsn)
-    try:
-        after = await _indexes(reopened)
-        options = await _fillfactor(reopened)
-    finally:
-        await reopened.close()
+    after, options = await _opened_schema(pg_dsn)
     assert after == before
     assert all("brin" not in after[name] and "WHERE" not in after[name] for name in EARLIER)
     assert options == [(["fillfactor=70"],)]
