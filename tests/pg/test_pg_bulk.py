@@ -1,4 +1,4 @@
-"""Many-row INSERTs on PostgreSQL run as one statement over column arrays, with the same result as row by row."""
+"""Many-row INSERTs on PostgreSQL run as one statement over an array of row values, with the same result as row by row."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from eventstore.pg_bulk import BulkInserts
+from eventstore import TokenRevoked
+from eventstore.pg_bulk import BulkInserts, RowTypeChanged
+from eventstore.postgres import PostgresEventStore
 
 pytestmark = pytest.mark.postgres
 
@@ -110,8 +112,9 @@ async def test_an_upsert_gives_what_row_by_row_execution_gives(conn, existing, r
     )
     results = []
     for table, run in (("bulk_a", BulkInserts().executemany), ("bulk_b", None)):
-        await conn.execute(f"DROP TABLE IF EXISTS {table}")
-        await conn.execute(f"CREATE TABLE {table} (id bigint PRIMARY KEY, name text, score double precision)")
+        # emptied, not recreated: a recreated table is a new row type (see the migration tests below)
+        await conn.execute(f"CREATE TABLE IF NOT EXISTS {table} (id bigint PRIMARY KEY, name text, score double precision)")
+        await conn.execute(f"TRUNCATE {table}")
         await conn.executemany(f"INSERT INTO {table} VALUES ($1, $2, $3) ON CONFLICT DO NOTHING", existing)
         sql = upsert.format(t=table)
         if rows:
@@ -129,3 +132,62 @@ async def test_a_failing_bulk_insert_fails_like_the_row_by_row_one(conn) -> None
         async with conn.transaction():
             await bulk.executemany(conn, PLAIN, [(10, "y", 0.0, b""), (9, "dup", 0.0, b"")])
     assert [r[0] for r in await _rows(conn)] == [9]
+
+
+async def test_rows_travel_as_the_tables_row_type_and_unnamed_columns_get_defaults(conn) -> None:
+    """Columns named out of table order land in the right place; a column the INSERT leaves out gets its default."""
+    await conn.execute("ALTER TABLE bulk_t ADD COLUMN tag text NOT NULL DEFAULT 'dflt'")
+    sql = "INSERT INTO bulk_t (data, id, name) VALUES ($1, $2, $3)"
+    bulk = BulkInserts()
+    recording = RecordingConnection(conn)
+    await bulk.executemany(recording, sql, [(b"\x01", 1, "a"), (None, 2, "b")])
+    assert recording.calls == [("execute", bulk._rewritten[sql].statement)]
+    assert "unnest($1::bulk_t[])" in bulk._rewritten[sql].statement
+    rows = [tuple(r) for r in await conn.fetch("SELECT id, name, score, data, tag FROM bulk_t ORDER BY id")]
+    assert rows == [(1, "a", None, b"\x01", "dflt"), (2, "b", None, None, "dflt")]
+
+
+@pytest.mark.parametrize(
+    "migration",
+    [
+        "ALTER TABLE bulk_t ADD COLUMN tag text DEFAULT 'dflt'",
+        "ALTER TABLE bulk_t DROP COLUMN data",
+        "DROP TABLE bulk_t; CREATE TABLE bulk_t (id bigint PRIMARY KEY, name text, score double precision, extra int)",
+    ],
+    ids=["column added", "column dropped", "table recreated"],
+)
+async def test_a_migration_under_a_running_instance_costs_one_retry(conn, pg_dsn, migration) -> None:
+    """Another session changes the table: the next bulk insert raises RowTypeChanged (nothing written), the retry works."""
+    sql = "INSERT INTO bulk_t (id, name) VALUES ($1, $2)"
+    bulk = BulkInserts()
+    await bulk.executemany(conn, sql, [(1, "a"), (2, "b")])
+    other = await asyncpg.connect(pg_dsn)
+    try:
+        await other.execute(migration)
+    finally:
+        await other.close()
+    with pytest.raises(RowTypeChanged):
+        async with conn.transaction():
+            await bulk.executemany(conn, sql, [(3, "c"), (4, "d")])
+    async with conn.transaction():
+        await bulk.executemany(conn, sql, [(3, "c"), (4, "d")])
+    expected = [3, 4] if migration.startswith("DROP TABLE") else [1, 2, 3, 4]
+    assert [r[0] for r in await conn.fetch("SELECT id FROM bulk_t ORDER BY id")] == expected
+
+
+async def test_the_store_retries_a_batch_when_a_migration_changed_the_events_table(pg_dsn) -> None:
+    """An additive migration while the store is open: appends keep succeeding, none is lost or doubled."""
+    store = PostgresEventStore(pg_dsn)
+    await store.open()
+    try:
+        await store.append("s", [TokenRevoked(at=1.0, jti="a", by="t"), TokenRevoked(at=1.0, jti="b", by="t")])
+        other = await asyncpg.connect(pg_dsn)
+        try:
+            await other.execute("ALTER TABLE events ADD COLUMN annotation text")
+        finally:
+            await other.close()
+        records = await store.append("s", [TokenRevoked(at=2.0, jti="c", by="t"), TokenRevoked(at=2.0, jti="d", by="t")])
+        assert [r.position for r in records] == [3, 4]
+        assert [r.event.jti for r in await store.read_all()] == ["a", "b", "c", "d"]
+    finally:
+        await store.close()
