@@ -93,12 +93,32 @@ def _no_constant(name: str) -> Any:
 _STRICT_JSON = json.JSONDecoder(object_pairs_hook=_unique_object, parse_float=_finite_float, parse_constant=_no_constant)
 
 
+_FAST_DECODE = msgspec.json.Decoder().decode
+_FAST_ENCODE = msgspec.json.Encoder().encode
+
+
 def loads_strict(data: bytes) -> Any:
     """Decode UTF-8 JSON refusing duplicate members, NaN/Infinity and overflowing numbers.
 
     Raises ``ValueError`` (duplicates: its subclass, with the member name as
     ``args[0]``) or ``RecursionError`` for absurd nesting.
+
+    Compact JSON as issuers write it takes a fast path: msgspec decodes it and, if
+    encoding the result gives back the very same bytes, no member can have been
+    repeated (decoding keeps one of each name, so a repeat would be missing from
+    the re-encoding) and no number was out of range. Anything else — whitespace,
+    escapes other than control characters, number spellings msgspec writes
+    differently, invalid JSON — is decoded by the strict decoder, which gives the
+    precise error. (msgspec refuses unpaired surrogates itself, and writes a pair
+    as UTF-8, so an escaped one never matches.)
     """
+    try:
+        value = _FAST_DECODE(data)
+    except (msgspec.DecodeError, RecursionError):
+        pass
+    else:
+        if _FAST_ENCODE(value) == data:
+            return value
     value = _STRICT_JSON.decode(data.decode("utf-8"))
     if "\\u" in data.decode("utf-8", "replace").lower() and _has_lone_surrogate(value):
         # "\ud800" escapes decode to text that is not Unicode: it could never be re-encoded
@@ -121,18 +141,23 @@ def _has_lone_surrogate(value: Any) -> bool:
     return False
 
 
+#: the last character of a canonical segment whose length is 2 or 3 (mod 4): the bits it carries
+#: beyond the final byte must be zero (4 spare bits, then 2), so only these characters may end it
+_CANONICAL_LAST = {2: frozenset("AQgw"), 3: frozenset("AEIMQUYcgkosw048")}
+
+
 def _b64decode(segment: str, what: str) -> bytes:
-    # canonical unpadded base64url only: re-encoding must give the same text back,
-    # so one token has exactly one spelling (no padding, no stray bits, no other chars)
-    if not _B64URL.fullmatch(segment) or len(segment) % 4 == 1:
+    # canonical unpadded base64url only, so one token has exactly one spelling
+    # (no padding, no stray bits, no other chars)
+    tail = len(segment) % 4
+    if not _B64URL.fullmatch(segment) or tail == 1:
         raise TokenRejected("malformed", f"{what} is not unpadded base64url")
+    if tail and segment[-1] not in _CANONICAL_LAST[tail]:
+        raise TokenRejected("malformed", f"{what} is not canonical base64url")
     try:
-        data = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        return base64.urlsafe_b64decode(segment + "=" * (-tail % 4))
     except (binascii.Error, ValueError) as exc:
         raise TokenRejected("malformed", f"{what} is not base64url") from exc
-    if base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii") != segment:
-        raise TokenRejected("malformed", f"{what} is not canonical base64url")
-    return data
 
 
 def _json_object(data: bytes, what: str) -> dict[str, Any]:

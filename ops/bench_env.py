@@ -42,6 +42,11 @@ AUDIENCES = ("orders", "svc-b", "svc-c", "svc-d")
 HIGH_RATE = 1_000_000.0  # rate limits that never refuse, so every exchange pays the Redis round trip
 
 
+def _compact_json(claims: dict[str, Any]) -> bytes:
+    """Claims as identity providers write them: compact JSON (no whitespace), UTF-8."""
+    return json.dumps(claims, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 def b64(data: bytes) -> str:
     """Unpadded base64url."""
     import base64
@@ -67,7 +72,7 @@ class BenchIssuer:
     def mint(self, claims: dict[str, Any]) -> str:
         """An ES256 access token from this issuer."""
         header = {"alg": "ES256", "kid": self.key.kid, "typ": "JWT"}
-        return jws.serialize_compact(header, json.dumps(claims).encode(), self.key, algorithms=["ES256"])
+        return jws.serialize_compact(header, _compact_json(claims), self.key, algorithms=["ES256"])
 
     def claims(self, sub: str, now: int, lifetime: int, **extra: Any) -> dict[str, Any]:
         """Access-token claims for ``sub``, audience Baton."""
@@ -208,7 +213,7 @@ class BenchSetup:
         claims = {"iss": "pkj", "sub": "pkj", "aud": BATON_ISSUER + "/token", "iat": now, "exp": now + 280,
                   "jti": uuid.uuid4().hex}
         header = {"alg": "ES256", "kid": self.client_key.kid, "typ": "JWT"}
-        return jws.serialize_compact(header, json.dumps(claims).encode(), self.client_key, algorithms=["ES256"])
+        return jws.serialize_compact(header, _compact_json(claims), self.client_key, algorithms=["ES256"])
 
 
 def process_tree(root: int) -> list[int]:

@@ -404,3 +404,96 @@ def test_descriptions_never_contain_the_token(ec, keyset):
             check(bad, keyset)
         assert token.split(".")[1][:20] not in info.value.description
 
+
+
+# --------------------------------------------------------------------------- fast paths agree with the strict ones
+
+_json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8)
+_json_values = st.recursive(
+    _json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+def _reference_loads(data: bytes):
+    """The strict decoder alone (what loads_strict was before its fast path)."""
+    from app.jose_strict import _STRICT_JSON, _has_lone_surrogate
+
+    value = _STRICT_JSON.decode(data.decode("utf-8"))
+    if _has_lone_surrogate(value):
+        raise ValueError("lone surrogate")
+    return value
+
+
+def _outcome(decode, data: bytes):
+    try:
+        return ("ok", decode(data))
+    except (ValueError, RecursionError) as exc:
+        return ("refused", type(exc).__name__ == "_DuplicateMember")
+
+
+def _with_repeat(text: str, at: int) -> str:
+    """``text`` with its first object member after position ``at`` written twice (if there is one)."""
+    start = text.find('{"', at)
+    if start < 0 or text[start + 1] == "}":
+        return text
+    member_end = text.find(",", start)
+    body_end = text.find("}", start)
+    end = body_end if member_end < 0 else min(member_end, body_end)
+    member = text[start + 1:end]
+    return text[: start + 1] + member + "," + text[start + 1:]
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=_json_values, ascii_only=st.booleans(), repeat_at=st.none() | st.integers(0, 40))
+def test_the_compact_fast_path_decodes_exactly_what_the_strict_decoder_does(value, ascii_only, repeat_at):
+    """Compact JSON (as issuers write it), with or without escapes and repeated members: same value, same refusal."""
+    from app.jose_strict import loads_strict
+
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=ascii_only)
+    if repeat_at is not None:
+        text = _with_repeat(text, repeat_at)
+    data = text.encode("utf-8", "surrogatepass")
+    assert _outcome(loads_strict, data) == _outcome(_reference_loads, data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=60) | st.text(alphabet='{}[]",:0123456789.eE+-\\u aatrfnl', max_size=40).map(str.encode))
+def test_any_bytes_get_the_strict_decoders_outcome(data):
+    """Bytes that are barely JSON (numbers, escapes, truncations): the fast path never accepts what the strict one refuses."""
+    from app.jose_strict import loads_strict
+
+    assert _outcome(loads_strict, data) == _outcome(_reference_loads, data)
+
+
+_B64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def _reference_b64(segment: str) -> bytes | None:
+    """Canonical unpadded base64url by re-encoding: the decoded bytes, or None when refused."""
+    import binascii
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9_-]*", segment) or len(segment) % 4 == 1:
+        return None
+    try:
+        data = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except (binascii.Error, ValueError):
+        return None
+    return data if base64.urlsafe_b64encode(data).rstrip(b"=").decode() == segment else None
+
+
+@settings(max_examples=500, deadline=None)
+@given(segment=st.text(alphabet=_B64_ALPHABET + "=+/ ", max_size=12)
+       | st.builds(lambda b, last: base64.urlsafe_b64encode(b).rstrip(b"=").decode()[:-1] + last,
+                   st.binary(min_size=1, max_size=9), st.sampled_from(_B64_ALPHABET)))
+def test_base64url_segments_are_judged_as_by_re_encoding(segment):
+    """The last-character rule for stray bits refuses and accepts exactly what a decode and re-encode would."""
+    from app.jose_strict import _b64decode
+
+    try:
+        got = _b64decode(segment, "segment")
+    except TokenRejected:
+        got = None
+    assert got == _reference_b64(segment)
