@@ -48,6 +48,10 @@ class ServerConfig(_Section):
     drain_seconds: Annotated[float, msgspec.Meta(ge=0, le=300)] = 0.0
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1_048_576)] = 65_536
     trust_forwarded_for: bool = False
+    #: after start-up, move every live object into the permanent GC generation (see app/gc_tuning.py)
+    gc_freeze: bool = True
+    #: allocations between young-generation collections while serving; 0 keeps CPython's 700
+    gc_young_threshold: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 20_000
 
 
 class StoreConfig(_Section):

@@ -16,6 +16,7 @@ from .admin import admin_revoke, authorize_audit
 from .audit_api import audit_routes
 from .config import Config
 from .endpoints import introspection_endpoint, json_response, revocation_endpoint, token_endpoint
+from .gc_tuning import tuned_gc
 from .middleware import RequestContextMiddleware
 from .openapi import openapi_endpoint
 from .runtime import Runtime
@@ -69,7 +70,9 @@ def create_app(config: Config, *, http: httpx.AsyncClient | None = None) -> Star
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await runtime.start()
         try:
-            yield
+            server = config.server
+            with tuned_gc(freeze=server.gc_freeze, young_threshold=server.gc_young_threshold):
+                yield
         finally:
             await runtime.stop()
 
