@@ -53,12 +53,19 @@ class RowTypeChanged(StoreUnavailable):
 
 
 class _Bulk(NamedTuple):
-    statement: str
+    #: the statement is ``head + "$1" + rest``; inside a merged statement the parameter is renumbered
+    head: str
+    rest: str
     table: str
     #: a statement row → the table row (NULL in the columns the statement does not name)
     shape: Callable[[Sequence[Any]], tuple[Any, ...]]
     #: for an upsert, the row indexes of its conflict keys, which must not repeat within one statement
     keys: tuple[int, ...] | None
+
+    @property
+    def statement(self) -> str:
+        """The statement on its own."""
+        return f"{self.head}$1{self.rest}"
 
 
 def _keys_repeat(rows: Sequence[Sequence[Any]], keys: tuple[int, ...]) -> bool:
@@ -94,18 +101,55 @@ class BulkInserts:
     async def executemany(self, conn: asyncpg.Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """Insert ``rows`` with one statement where ``sql`` and the rows allow it, else row by row."""
         if len(rows) > 1:
-            bulk = await self._bulk_statement(conn, sql)
-            if bulk is not None and (bulk.keys is None or not _keys_repeat(rows, bulk.keys)):
-                shape = bulk.shape
-                try:
-                    await conn.execute(bulk.statement, [shape(row) for row in rows])
-                except asyncpg.PostgresError as exc:
-                    if not _row_type_changed(exc):
-                        raise
-                    await self._forget(conn, bulk.table)
-                    raise RowTypeChanged(f"the columns of {bulk.table} changed: {exc}") from exc
+            bulk = await self._one_statement(conn, sql, rows)
+            if bulk is not None:
+                await self._run(conn, [(bulk, rows)])
                 return
         await conn.executemany(sql, rows)
+
+    async def execute_all(self, conn: asyncpg.Connection, inserts: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
+        """Run queued INSERTs in order, as few statements as they allow.
+
+        Consecutive inserts into distinct tables that each go as one statement travel
+        together, as the parts of one statement (``WITH q1 AS (INSERT …) INSERT …``):
+        one round trip and one execution instead of one each. Parts cannot see one
+        another's rows, which is why a table that appears twice starts a new statement.
+        """
+        group: list[tuple[_Bulk, Sequence[Sequence[Any]]]] = []
+        for sql, rows in inserts:
+            bulk = await self._one_statement(conn, sql, rows) if rows else None
+            if bulk is not None and all(b.table != bulk.table for b, _ in group):
+                group.append((bulk, rows))
+                continue
+            await self._run(conn, group)
+            group = []
+            if bulk is not None:
+                group.append((bulk, rows))
+            elif rows:
+                await conn.executemany(sql, rows)
+        await self._run(conn, group)
+
+    async def _one_statement(self, conn: asyncpg.Connection, sql: str, rows: Sequence[Sequence[Any]]) -> _Bulk | None:
+        bulk = await self._bulk_statement(conn, sql)
+        if bulk is None or (bulk.keys is not None and _keys_repeat(rows, bulk.keys)):
+            return None
+        return bulk
+
+    async def _run(self, conn: asyncpg.Connection, group: Sequence[tuple[_Bulk, Sequence[Sequence[Any]]]]) -> None:
+        if not group:
+            return
+        bulks = [bulk for bulk, _ in group]
+        ctes = ", ".join(f"q{i} AS ({b.head}${i}{b.rest})" for i, b in enumerate(bulks[:-1], start=1))
+        last = bulks[-1]
+        statement = (f"WITH {ctes} " if ctes else "") + f"{last.head}${len(bulks)}{last.rest}"
+        try:
+            await conn.execute(statement, *[[bulk.shape(row) for row in rows] for bulk, rows in group])
+        except asyncpg.PostgresError as exc:
+            if not _row_type_changed(exc):
+                raise
+            for bulk, _ in group:
+                await self._forget(conn, bulk.table)
+            raise RowTypeChanged(f"the columns of {', '.join(b.table for b, _ in group)} changed: {exc}") from exc
 
     async def _forget(self, conn: asyncpg.Connection, table: str) -> None:
         self._columns.pop(table, None)
@@ -129,7 +173,8 @@ class BulkInserts:
                 if all(c in table_columns for c in columns) and (keys is None or all(k in columns for k in keys)):
                     named = ", ".join(columns)
                     bulk = _Bulk(
-                        f"INSERT INTO {table} ({named}) SELECT {named} FROM unnest($1::{table}[]){match['tail']}",
+                        f"INSERT INTO {table} ({named}) SELECT {named} FROM unnest(",
+                        f"::{table}[]){match['tail']}",
                         table,
                         _shaper(columns, table_columns),
                         None if keys is None else tuple(columns.index(k) for k in keys),

@@ -67,23 +67,39 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
 
 class _PgTx:
-    """:class:`eventstore.store.Tx` over an asyncpg connection inside a transaction."""
+    """:class:`eventstore.store.Tx` over an asyncpg connection inside a transaction.
+
+    ``executemany`` inserts wait until the transaction's next other statement (or its
+    COMMIT) and then go together, as few statements as they allow (see
+    :meth:`BulkInserts.execute_all`): a group commit's event rows and its lineage rows
+    travel in one round trip. A failing insert therefore raises from that later call;
+    either way the transaction rolls back whole.
+    """
 
     dialect = "postgresql"
 
     def __init__(self, conn: asyncpg.Connection, bulk: BulkInserts) -> None:
         self._conn = conn
         self._bulk = bulk
+        self._inserts: list[tuple[str, Sequence[Sequence[Any]]]] = []
 
     async def execute(self, sql: str, *args: Any) -> None:
+        await self.flush()
         await self._conn.execute(sql, *args)
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
-            await self._bulk.executemany(self._conn, sql, rows)
+            self._inserts.append((sql, rows))
 
     async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        await self.flush()
         return [tuple(r) for r in await self._conn.fetch(sql, *args)]
+
+    async def flush(self) -> None:
+        """Run the queued inserts now."""
+        inserts, self._inserts = self._inserts, []
+        if inserts:
+            await self._bulk.execute_all(self._conn, inserts)
 
 
 class PostgresEventStore(StoreBase):
@@ -229,7 +245,9 @@ class PostgresEventStore(StoreBase):
             try:
                 # BEGIN and the lock travel as one simple query: one round trip fewer per group commit
                 await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({self._lock_key:d})" if write_lock else "BEGIN")
-                yield _PgTx(conn, self._bulk)
+                tx = _PgTx(conn, self._bulk)
+                yield tx
+                await tx.flush()
                 await conn.execute("COMMIT")
             except BaseException:
                 if not conn.is_closed():

@@ -191,3 +191,69 @@ async def test_the_store_retries_a_batch_when_a_migration_changed_the_events_tab
         assert [r.event.jti for r in await store.read_all()] == ["a", "b", "c", "d"]
     finally:
         await store.close()
+
+
+# --------------------------------------------------------------------------- queued inserts (execute_all)
+
+_QUEUED = {
+    "a_nothing": "INSERT INTO bulk_qa (id, name, score) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
+    "a_upsert": "INSERT INTO bulk_qa (id, name, score) VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE SET "
+                "name = excluded.name, score = bulk_qa.score + excluded.score",
+    "b_nothing": "INSERT INTO bulk_qb (id, name, score) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
+    "b_upsert": "INSERT INTO bulk_qb (id, name, score) VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE SET "
+                "name = excluded.name, score = bulk_qb.score + excluded.score",
+}
+
+
+async def _queue_tables(conn, suffix: str = "") -> None:
+    for table in ("bulk_qa", "bulk_qb"):
+        await conn.execute(f"CREATE TABLE IF NOT EXISTS {table}{suffix} (id bigint PRIMARY KEY, name text, score double precision)")
+        await conn.execute(f"TRUNCATE {table}{suffix}")
+
+
+async def test_inserts_into_distinct_tables_travel_as_one_statement(conn) -> None:
+    """A group commit's shape: rows for two tables, one round trip, every row where it belongs."""
+    await _queue_tables(conn)
+    recording = RecordingConnection(conn)
+    await BulkInserts().execute_all(recording, [
+        (_QUEUED["a_nothing"], [(1, "a", 1.0), (2, "b", 2.0)]),
+        (_QUEUED["b_upsert"], [(7, "x", 0.5)]),
+    ])
+    assert len(recording.calls) == 1 and recording.calls[0][1].startswith("WITH q1 AS (INSERT INTO bulk_qa")
+    assert [tuple(r) for r in await conn.fetch("SELECT * FROM bulk_qa ORDER BY id")] == [(1, "a", 1.0), (2, "b", 2.0)]
+    assert [tuple(r) for r in await conn.fetch("SELECT * FROM bulk_qb")] == [(7, "x", 0.5)]
+
+
+_queued_rows = st.lists(st.tuples(st.integers(1, 5), st.sampled_from(["p", "q", None]), st.floats(0, 4, width=16)),
+                        min_size=1, max_size=4)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(queue=st.lists(st.tuples(st.sampled_from(sorted(_QUEUED)), _queued_rows), max_size=6))
+async def test_queued_inserts_end_as_if_each_ran_on_its_own(conn, queue) -> None:
+    """Whatever the mix (a table twice, repeated keys, upserts over earlier rows), the tables end as with
+    one executemany per queued insert, in order."""
+    await _queue_tables(conn)
+    await _queue_tables(conn, "_ref")
+    await BulkInserts().execute_all(conn, [(_QUEUED[name], rows) for name, rows in queue])
+    for name, rows in queue:
+        sql = _QUEUED[name].replace("bulk_qa", "bulk_qa_ref").replace("bulk_qb", "bulk_qb_ref")
+        await conn.executemany(sql, rows)
+    for table in ("bulk_qa", "bulk_qb"):
+        got = [tuple(r) for r in await conn.fetch(f"SELECT * FROM {table} ORDER BY id")]
+        assert got == [tuple(r) for r in await conn.fetch(f"SELECT * FROM {table}_ref ORDER BY id")]
+
+
+async def test_a_transactions_queued_inserts_are_visible_to_its_next_read(pg_dsn) -> None:
+    """The store's transaction runs queued inserts before any other statement and before COMMIT."""
+    store = PostgresEventStore(pg_dsn)
+    await store.open()
+    try:
+        async with store.transaction() as tx:
+            await tx.execute("CREATE TABLE queued_t (id bigint PRIMARY KEY)")
+            await tx.executemany("INSERT INTO queued_t (id) VALUES ($1)", [(1,), (2,)])
+            assert await tx.fetch("SELECT id FROM queued_t ORDER BY id") == [(1,), (2,)]
+            await tx.executemany("INSERT INTO queued_t (id) VALUES ($1)", [(3,), (4,)])
+        assert [r[0] for r in await store.fetch("SELECT id FROM queued_t ORDER BY id")] == [1, 2, 3, 4]
+    finally:
+        await store.close()
