@@ -122,6 +122,7 @@ class Runtime:
         if self.key_scheduler is not None:
             await self.key_scheduler.stop()
         await self.checkpointer.stop(final=True)
+        await self._stop_projections()
         for closer in (self.store.close, self.issuers.aclose, self.http.aclose, self.cache.close):
             try:
                 await closer()
@@ -137,6 +138,22 @@ class Runtime:
         """Swap in a (re)loaded key ring; readers go through ``self.keyring``, so one assignment is atomic."""
         self.keyring = ring
         observe_keys([str(k.get("baton_state", "active")) for k in ring.private_keys()])
+
+    async def _stop_projections(self) -> None:
+        """Let the audit runner finish its batch and give up its lease while the store is still open.
+
+        A successor instance then takes the lease at once instead of after ``lease_seconds``.
+        """
+        self._projections_stop.set()
+        task, self._projections_task = self._projections_task, None
+        if task is None:
+            return
+        try:
+            await asyncio.wait_for(task, timeout=self.config.projections.lease_seconds)
+        except TimeoutError:  # wait_for has cancelled it; the lease simply expires
+            log.warning("shutdown_error", component="projection_runner", error="TimeoutError")
+        except Exception as exc:  # shutting down: report, keep closing the rest
+            log.warning("shutdown_error", component="projection_runner", error=type(exc).__name__)
 
     async def _run_projections(self) -> None:
         """Keep the audit views caught up; restart the runner after a failure (e.g. store down at start)."""
