@@ -15,6 +15,7 @@ extends the hash chain, inserts, and runs the inline projections.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -101,14 +102,46 @@ def _version_conflict(expected: int, current: int) -> bool:
     return expected != current
 
 
+_PARAMETER = re.compile(r"\$(\d+)")
+
+
+def _with_reads(sql: str, args: list[Any], reads: dict[str, tuple[str, list[Any]]]) -> tuple[str, list[Any]]:
+    """One PostgreSQL statement for ``sql`` and the ``reads`` of inline projections: a row of record arrays."""
+    columns = [f"ARRAY(SELECT ROW(s.*) FROM ({sql}) s)"]
+    every = list(args)
+    for read_sql, read_args in reads.values():
+        offset = len(every)
+        shifted = _PARAMETER.sub(lambda m: f"${int(m[1]) + offset}", read_sql)
+        columns.append(f"ARRAY(SELECT ROW(r.*) FROM ({shifted}) r)")
+        every += read_args
+    return "SELECT " + ", ".join(columns), every
+
+
+def _projection_reads(batch: Sequence[PendingAppend], projections: Sequence[InlineProjection]) -> dict[str, tuple[str, list[Any]]]:
+    """What inline projections will read to judge ``batch``'s conditions (``prefetch``), by projection name."""
+    if all(item.condition is None for item in batch):
+        return {}
+    appends = [(item.events, item.condition) for item in batch]
+    reads: dict[str, tuple[str, list[Any]]] = {}
+    for projection in projections:
+        prefetch = getattr(projection, "prefetch", None)
+        if prefetch is not None and (read := prefetch(appends)) is not None:
+            reads[projection.name] = read
+    return reads
+
+
 async def _read_state(
-    tx: Tx, all_ids: list[str], stream_ids: list[str]
-) -> tuple[int, bytes, dict[str, RecordedEvent], dict[str, int]]:
+    tx: Tx, all_ids: list[str], stream_ids: list[str], reads: dict[str, tuple[str, list[Any]]] | None = None
+) -> tuple[int, bytes, dict[str, RecordedEvent], dict[str, int], dict[str, list[tuple[Any, ...]]]]:
     """Chain head, already-stored events among ``all_ids`` and stream versions, read under the write lock.
 
     A usual batch asks all three in one round trip (the lock is held meanwhile, so each
     round trip saved shortens every other writer's wait); huge batches go in chunks.
+    On PostgreSQL the same statement carries ``reads``, the inline projections' own
+    queries for the batch (rows returned by projection name); elsewhere, and for huge
+    batches, none is run here and the projections read for themselves.
     """
+    prefetched: dict[str, list[tuple[Any, ...]]] = {}
     # SQLite allows 500 terms in a compound SELECT, and its stream versions take one each
     if len(all_ids) + len(stream_ids) <= 500 and len(stream_ids) <= _STREAMS_PER_READ:
         sql = "SELECT 0, position, hash, NULL FROM (SELECT position, hash FROM events ORDER BY position DESC LIMIT 1) h"
@@ -119,7 +152,13 @@ async def _read_state(
             versions_sql, versions_args = _stream_versions(tx.dialect, len(all_ids) + 1, stream_ids)
             sql += f" UNION ALL {versions_sql}"
             args += versions_args
-        rows = await tx.fetch(sql, *args)
+        if reads and tx.dialect == "postgresql":
+            merged_sql, merged_args = _with_reads(sql, args, reads)
+            (row,) = await tx.fetch(merged_sql, *merged_args)
+            rows = row[0]
+            prefetched = {name: list(found) for name, found in zip(reads, row[1:], strict=True)}
+        else:
+            rows = await tx.fetch(sql, *args)
         head = next(((int(r[1]), bytes(r[2])) for r in rows if r[0] == 0), (0, GENESIS_HASH))
         versions = {str(r[3]): int(r[1]) for r in rows if r[0] == 2}
         stored = [str(r[3]) for r in rows if r[0] == 1]
@@ -129,7 +168,7 @@ async def _read_state(
                 f"SELECT {RECORD_COLUMNS} FROM events WHERE event_id IN ({_placeholders(1, len(stored))})", *stored
             )
             existing.update((str(r[3]), row_to_record(r)) for r in found)
-        return head[0], head[1], existing, versions
+        return head[0], head[1], existing, versions, prefetched
 
     rows = await tx.fetch("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")
     position, prev = (int(rows[0][0]), bytes(rows[0][1])) if rows else (0, GENESIS_HASH)
@@ -146,7 +185,7 @@ async def _read_state(
         versions_sql, versions_args = _stream_versions(tx.dialect, 1, ids)
         found = await tx.fetch(versions_sql, *versions_args)
         versions.update((str(r[3]), int(r[1])) for r in found)
-    return position, prev, existing, versions
+    return position, prev, existing, versions, prefetched
 
 
 async def _refusals(tx: Tx, batch: Sequence[PendingAppend], projections: Sequence[InlineProjection]) -> dict[int, str]:
@@ -173,7 +212,9 @@ async def write_batch(
     """Write ``batch`` inside an open, write-locked transaction; set each item's result or error."""
     all_ids = [eid for item in batch for eid in item.event_ids]
     stream_ids = list({item.stream_id for item in batch})
-    position, prev, existing, versions = await _read_state(tx, all_ids, stream_ids)
+    reads = _projection_reads(batch, projections) if tx.dialect == "postgresql" else {}
+    position, prev, existing, versions, prefetched = await _read_state(tx, all_ids, stream_ids, reads)
+    tx.prefetched = prefetched  # type: ignore[attr-defined]
     stored = set(existing)
     refused = await _refusals(tx, batch, projections)
 

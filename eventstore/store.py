@@ -97,6 +97,22 @@ class ConditionChecker(Protocol):
         """Reasons by append index for the appends whose condition no longer holds."""
 
 
+class ReadAhead(Protocol):
+    """A condition checker that can name its read in advance (optional, next to ``refusals``).
+
+    ``prefetch`` gets the same ``appends`` and returns the query ``refusals`` will run
+    (SQL with ``$1``-style parameters, and the arguments), or None. On PostgreSQL the
+    store sends it in the statement that reads the chain head under the lock and puts
+    the rows on ``tx.prefetched[name]``, saving a round trip while every other writer
+    waits; ``refusals`` must still read for itself when they are absent.
+    """
+
+    name: str
+
+    def prefetch(self, appends: Sequence[tuple[Sequence[Event], Any]]) -> tuple[str, list[Any]] | None:
+        """The query (SQL, arguments) ``refusals`` needs for ``appends``, or None."""
+
+
 class NoteKeeper(Protocol):
     """An inline projection that can say again what it noted about events already stored (optional).
 

@@ -226,7 +226,8 @@ def _covering(
     return (None, None, None, None, None)
 
 
-async def _lookup(tx: Tx, wanted: list[str], subs: list[str], clients: list[str]) -> _Lookup:
+def _lookup_query(wanted: list[str], subs: list[str], clients: list[str]) -> tuple[str, list[Any]]:
+    """The one query behind a :class:`_Lookup`: SQL (``$1``-style) and its arguments."""
     n_w, n_s = len(wanted), len(subs)
     parts = [
         f"SELECT 1, iss, sub, NULL, before, revoked_by, reason, position FROM revoked_subjects WHERE sub IN ({_in(n_w + 1, n_s)})",
@@ -236,7 +237,15 @@ async def _lookup(tx: Tx, wanted: list[str], subs: list[str], clients: list[str]
     if wanted:
         parts.insert(0, "SELECT 0, jti, origin_iss, origin_sub, revoked_at, revoked_by, revoked_reason, revoked_position "
                         f"FROM lineage WHERE jti IN ({_in(1, n_w)})")
-    rows = await tx.fetch(" UNION ALL ".join(parts), *wanted, *subs, *clients)
+    return " UNION ALL ".join(parts), [*wanted, *subs, *clients]
+
+
+async def _lookup(tx: Tx, wanted: list[str], subs: list[str], clients: list[str]) -> _Lookup:
+    sql, args = _lookup_query(wanted, subs, clients)
+    return _lookup_from(await tx.fetch(sql, *args), wanted, subs, clients)
+
+
+def _lookup_from(rows: Sequence[Sequence[Any]], wanted: list[str], subs: list[str], clients: list[str]) -> _Lookup:
     parents: dict[str, _Parent] = {
         r[1]: (r[2], r[3], None if r[4] is None else float(r[4]), r[5], r[6], None if r[7] is None else int(r[7]))
         for r in rows if r[0] == 0
@@ -244,6 +253,20 @@ async def _lookup(tx: Tx, wanted: list[str], subs: list[str], clients: list[str]
     subjects = {(r[1], r[2]): (float(r[4]), r[5], r[6], int(r[7])) for r in rows if r[0] == 1}
     revoked_clients = {r[1]: (float(r[4]), r[5], r[6], int(r[7])) for r in rows if r[0] == 2}
     return _Lookup(parents, subjects, revoked_clients, (set(wanted), set(subs), set(clients)))
+
+
+def _refusal_keys(appends: Sequence[tuple[Sequence[Any], Any]]) -> tuple[list[str], list[str], list[str]] | None:
+    """The parents, subjects and clients whose lineage judges ``appends`` (None: no exchange is conditional)."""
+    exchanges = [(e, c) for events, c in appends for e in events if isinstance(e, TokenExchanged)]
+    if not any(isinstance(c, ExchangeCondition) for _, c in exchanges):
+        return None
+    subs = {e.subject_sub for e, _ in exchanges}
+    subs.update(t.sub for _, c in exchanges if isinstance(c, ExchangeCondition) for t in c.presented)
+    return (
+        sorted({e.parent_jti for e, _ in exchanges if e.parent_jti}),
+        sorted(subs),
+        sorted({e.client_id for e, _ in exchanges}),
+    )
 
 
 _sorted_json = msgspec.json.Encoder(order="sorted")
@@ -293,6 +316,16 @@ class LineageProjection:
         if run:
             await self._exchanged(tx, run)
 
+    def prefetch(self, appends: Sequence[tuple[Sequence[Any], Any]]) -> tuple[str, list[Any]] | None:
+        """The read :meth:`refusals` needs for ``appends`` (None: none), for the store to send with its own.
+
+        Under the write lock every round trip counts: on PostgreSQL the store sends this
+        query in the same statement as its state read and hands the rows back on
+        ``tx.prefetched[name]``.
+        """
+        keys = _refusal_keys(appends)
+        return None if keys is None else _lookup_query(*keys)
+
     async def refusals(self, tx: Tx, appends: Sequence[tuple[Sequence[Any], Any]]) -> dict[int, str]:
         """Refuse ``TokenExchanged`` appends whose :class:`ExchangeCondition` a committed revocation breaks.
 
@@ -304,17 +337,12 @@ class LineageProjection:
         revoked. The lineage read made here is kept on ``tx`` for :meth:`apply`, so
         judging costs no extra round trip.
         """
-        exchanges = [(i, e, c) for i, (events, c) in enumerate(appends) for e in events if isinstance(e, TokenExchanged)]
-        if not any(isinstance(c, ExchangeCondition) for _, _, c in exchanges):
+        keys = _refusal_keys(appends)
+        if keys is None:
             return {}
-        subs = {e.subject_sub for _, e, _ in exchanges}
-        subs.update(t.sub for _, _, c in exchanges if isinstance(c, ExchangeCondition) for t in c.presented)
-        lookup = await _lookup(
-            tx,
-            sorted({e.parent_jti for _, e, _ in exchanges if e.parent_jti}),
-            sorted(subs),
-            sorted({e.client_id for _, e, _ in exchanges}),
-        )
+        # read by the store together with its own state read when it could (see prefetch)
+        prefetched = getattr(tx, "prefetched", {}).get(self.name)
+        lookup = _lookup_from(prefetched, *keys) if prefetched is not None else await _lookup(tx, *keys)
         tx.lineage_lookup = lookup  # type: ignore[attr-defined]
         refused: dict[int, str] = {}
         # a subject revocation earlier in this batch commits before the exchange: it covers it too

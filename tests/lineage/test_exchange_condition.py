@@ -145,3 +145,30 @@ async def test_a_revocation_of_someone_else_in_the_same_batch_refuses_nothing(st
     fresh = issue_if(store, exchanged("fresh", issued_at=1_700, sub="carol"), presented("actor", "bob", 1_660))
     results = await asyncio.gather(others, cut, fine, fresh)
     assert [r[0].event_type for r in results] == ["SubjectRevoked", "SubjectRevoked", "TokenExchanged", "TokenExchanged"]
+
+
+@pytest.mark.postgres
+async def test_on_postgresql_the_revocation_lookup_shares_the_state_read(pg_dsn, monkeypatch):
+    """Under the write lock a conditional exchange costs one read on PostgreSQL: the store's state and the
+    lineage's revocation lookup travel in one statement, with the same verdicts as when read apart."""
+    from eventstore.postgres import PostgresEventStore, _PgTx
+    from projections.lineage import LineageProjection
+
+    store = PostgresEventStore(pg_dsn, [LineageProjection()])
+    await store.open()
+    try:
+        await store.append("subject-x", [SubjectRevoked(at=1_700_000_100.0, iss=IDP, sub="bob", before=1_700_000_050.0, by="t")])
+        reads: list[str] = []
+        original = _PgTx.fetch
+
+        async def counting(self, sql, *args):
+            reads.append(sql)
+            return await original(self, sql, *args)
+
+        monkeypatch.setattr(_PgTx, "fetch", counting)
+        assert await refusal(store, exchanged("j-bob", sub="bob"), presented("subject", "bob", 1_700_000_000.0)) == "subject_revoked"
+        await issue_if(store, exchanged("j-alice"), presented("subject", "alice", 1_700_000_000.0))
+        assert (await LineageReader(store).get("j-alice")) is not None
+        assert len(reads) == 2 and all(sql.startswith("SELECT ARRAY(") for sql in reads)
+    finally:
+        await store.close()
