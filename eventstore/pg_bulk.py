@@ -1,15 +1,17 @@
-"""Many-row INSERTs on PostgreSQL as one statement: ``INSERT … SELECT … FROM unnest($1::table[])``.
+"""Many-row INSERTs on PostgreSQL as one statement: ``INSERT … SELECT * FROM unnest($1::type[], …)``.
 
 asyncpg's ``executemany`` runs the prepared INSERT once per row: each row pays
 the server's executor start-up and the client's per-row protocol work. Under
 the append lock that cost is paid by every waiting writer. :class:`BulkInserts`
 rewrites a plain ``INSERT INTO t (cols) VALUES ($1, …, $n) [ON CONFLICT …]``
-into one statement over one parameter: an array of the table's own row type
-(the column order is read from the catalog once per table). The rows travel
-as composite values, encoded field by field; an array per column would cost
-asyncpg a container check per element, which for a wide audit row was most of
-the client's work. Columns the statement does not name travel as NULL and are
-not selected, so they still get their defaults.
+into one statement over column arrays (the column types are read from the
+catalog once per table), so a batch of rows is one execution.
+
+The rows travel as one array per column, matched to the table's columns by
+name. (One array of the table's own row type would spare asyncpg a container
+check per array element, but row values are read by position: a migration that
+drops a column and adds another of the same type under a running instance
+would shift values into the wrong columns without any error.)
 
 An upsert (``ON CONFLICT (keys) DO UPDATE``) goes as one statement only when
 no two rows share their conflict keys: one statement may not update a row
@@ -18,22 +20,17 @@ Anything else — other statement shapes, a column the catalog does not list, a
 conflict key that is not an inserted column, a single row — goes through
 ``executemany`` unchanged.
 
-A row value must have exactly the table's columns. When a migration adds or
-drops a column under a running instance, the server refuses the old shape
-(``wrong number of columns``); :class:`RowTypeChanged` is raised after the
-cached layout is dropped, and a retry of the transaction uses the new one.
+:meth:`BulkInserts.execute_all` runs a queue of such inserts: consecutive ones
+into distinct tables go as the parts of one statement.
 """
 
 from __future__ import annotations
 
-import operator
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import asyncpg
-
-from .errors import StoreUnavailable
 
 _PLAIN_INSERT = re.compile(
     r"^\s*INSERT INTO (?P<table>[A-Za-z_][A-Za-z0-9_]*) \((?P<columns>[^)]*)\)\s*VALUES\s*\((?P<values>[^)]*)\)"
@@ -41,69 +38,48 @@ _PLAIN_INSERT = re.compile(
     r"|\s+ON CONFLICT\s*\((?P<keys>[^)]*)\)\s*DO UPDATE\s+SET\s.*)?)\s*$",
     re.S,
 )
-_PARAMETER = re.compile(r"\$\d")
-_TABLE_COLUMNS = (
-    "SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped "
-    "ORDER BY attnum"
+_PARAMETER = re.compile(r"\$(\d+)")
+_COLUMN_TYPES = (
+    "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+    "WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped"
 )
 
 
-class RowTypeChanged(StoreUnavailable):
-    """A table's columns changed since its layout was cached (a migration ran); retry the transaction."""
-
-
 class _Bulk(NamedTuple):
-    #: the statement is ``head + "$1" + rest``; inside a merged statement the parameter is renumbered
-    head: str
-    rest: str
+    #: the one-statement form, parameters ``$1`` … ``$width`` (one array per column)
+    statement: str
     table: str
-    #: a statement row → the table row (NULL in the columns the statement does not name)
-    shape: Callable[[Sequence[Any]], tuple[Any, ...]]
+    width: int
     #: for an upsert, the row indexes of its conflict keys, which must not repeat within one statement
     keys: tuple[int, ...] | None
 
-    @property
-    def statement(self) -> str:
-        """The statement on its own."""
-        return f"{self.head}$1{self.rest}"
+    def numbered_from(self, first: int) -> str:
+        """The statement with its parameters renumbered to start at ``$first``."""
+        return _PARAMETER.sub(lambda m: f"${int(m[1]) + first - 1}", self.statement)
 
 
 def _keys_repeat(rows: Sequence[Sequence[Any]], keys: tuple[int, ...]) -> bool:
     return len({tuple(row[i] for i in keys) for row in rows}) < len(rows)
 
 
-def _row_type_changed(exc: asyncpg.PostgresError) -> bool:
-    """The server refused a row value of an outdated layout, or the table (and its row type) was recreated."""
-    if isinstance(exc, asyncpg.DatatypeMismatchError):  # "wrong number of columns", "binary data has type …"
-        return True
-    return isinstance(exc, asyncpg.InternalServerError) and str(exc).startswith("cache lookup failed for type")
-
-
-def _shaper(columns: list[str], table_columns: list[str]) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
-    """Reorders a row given in ``columns`` order into ``table_columns`` order; a missing column is None."""
-    if columns == table_columns:
-        return tuple
-    # index len(columns) is the None appended to every row
-    picks = [columns.index(c) if c in columns else len(columns) for c in table_columns]
-    if len(picks) == 1:
-        return lambda row: ((*row, None)[picks[0]],)
-    pick = operator.itemgetter(*picks)
-    return lambda row: pick((*row, None))  # type: ignore[no-any-return]
+def _columns_of(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
+    return [[row[i] for row in rows] for i in range(width)]
 
 
 class BulkInserts:
-    """Rewrites and runs many-row INSERTs; holds the statement and column caches of one store."""
+    """Rewrites and runs many-row INSERTs; holds the statement and column-type caches of one store."""
 
     def __init__(self) -> None:
-        self._columns: dict[str, list[str]] = {}
+        self._types: dict[str, dict[str, str]] = {}
         self._rewritten: dict[str, _Bulk | None] = {}
+        self._merged: dict[tuple[str, ...], str] = {}
 
     async def executemany(self, conn: asyncpg.Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """Insert ``rows`` with one statement where ``sql`` and the rows allow it, else row by row."""
         if len(rows) > 1:
             bulk = await self._one_statement(conn, sql, rows)
             if bulk is not None:
-                await self._run(conn, [(bulk, rows)])
+                await conn.execute(bulk.statement, *_columns_of(rows, bulk.width))
                 return
         await conn.executemany(sql, rows)
 
@@ -138,23 +114,24 @@ class BulkInserts:
     async def _run(self, conn: asyncpg.Connection, group: Sequence[tuple[_Bulk, Sequence[Sequence[Any]]]]) -> None:
         if not group:
             return
-        bulks = [bulk for bulk, _ in group]
-        ctes = ", ".join(f"q{i} AS ({b.head}${i}{b.rest})" for i, b in enumerate(bulks[:-1], start=1))
-        last = bulks[-1]
-        statement = (f"WITH {ctes} " if ctes else "") + f"{last.head}${len(bulks)}{last.rest}"
-        try:
-            await conn.execute(statement, *[[bulk.shape(row) for row in rows] for bulk, rows in group])
-        except asyncpg.PostgresError as exc:
-            if not _row_type_changed(exc):
-                raise
-            for bulk, _ in group:
-                await self._forget(conn, bulk.table)
-            raise RowTypeChanged(f"the columns of {', '.join(b.table for b, _ in group)} changed: {exc}") from exc
+        if len(group) == 1:
+            bulk, rows = group[0]
+            await conn.execute(bulk.statement, *_columns_of(rows, bulk.width))
+            return
+        await conn.execute(self._merged_statement([b for b, _ in group]),
+                           *[column for bulk, rows in group for column in _columns_of(rows, bulk.width)])
 
-    async def _forget(self, conn: asyncpg.Connection, table: str) -> None:
-        self._columns.pop(table, None)
-        self._rewritten = {sql: b for sql, b in self._rewritten.items() if b is None or b.table != table}
-        await conn.reload_schema_state()  # asyncpg's own cached layout of the row type
+    def _merged_statement(self, bulks: list[_Bulk]) -> str:
+        key = tuple(b.statement for b in bulks)
+        statement = self._merged.get(key)
+        if statement is None:
+            parts, first = [], 1
+            for bulk in bulks:
+                parts.append(bulk.numbered_from(first))
+                first += bulk.width
+            ctes = ", ".join(f"q{i} AS ({part})" for i, part in enumerate(parts[:-1], start=1))
+            statement = self._merged[key] = f"WITH {ctes} {parts[-1]}"
+        return statement
 
     async def _bulk_statement(self, conn: asyncpg.Connection, sql: str) -> _Bulk | None:
         if sql in self._rewritten:
@@ -164,25 +141,25 @@ class BulkInserts:
         if match is not None:
             columns = [c.strip() for c in match["columns"].split(",")]
             values = [v.strip() for v in match["values"].split(",")]
-            # parameters in the DO UPDATE clause would meet the array, not the row's values
+            # parameters in the DO UPDATE clause would meet arrays, not the row's values
             plain_tail = _PARAMETER.search(match["tail"]) is None
             if plain_tail and values == [f"${i}" for i in range(1, len(columns) + 1)]:
-                table = match["table"]
-                table_columns = await self._table_columns(conn, table)
+                types = await self._column_types(conn, match["table"])
                 keys = [k.strip() for k in match["keys"].split(",")] if match["keys"] is not None else None
-                if all(c in table_columns for c in columns) and (keys is None or all(k in columns for k in keys)):
-                    named = ", ".join(columns)
+                if all(c in types for c in columns) and (keys is None or all(k in columns for k in keys)):
+                    arrays = ", ".join(f"${i}::{types[c]}[]" for i, c in enumerate(columns, start=1))
                     bulk = _Bulk(
-                        f"INSERT INTO {table} ({named}) SELECT {named} FROM unnest(",
-                        f"::{table}[]){match['tail']}",
-                        table,
-                        _shaper(columns, table_columns),
+                        f"INSERT INTO {match['table']} ({', '.join(columns)}) "
+                        f"SELECT * FROM unnest({arrays}){match['tail']}",
+                        match["table"],
+                        len(columns),
                         None if keys is None else tuple(columns.index(k) for k in keys),
                     )
         self._rewritten[sql] = bulk
         return bulk
 
-    async def _table_columns(self, conn: asyncpg.Connection, table: str) -> list[str]:
-        if table not in self._columns:
-            self._columns[table] = [r[0] for r in await conn.fetch(_TABLE_COLUMNS, table)]
-        return self._columns[table]
+    async def _column_types(self, conn: asyncpg.Connection, table: str) -> dict[str, str]:
+        if table not in self._types:
+            rows = await conn.fetch(_COLUMN_TYPES, table)
+            self._types[table] = {r[0]: r[1] for r in rows}
+        return self._types[table]

@@ -28,7 +28,7 @@ from .base import StoreBase
 from .batch import GroupCommitter, PendingAppend, write_batch
 from .errors import StoreUnavailable
 from .migrate import ensure_current, migrate
-from .pg_bulk import BulkInserts, RowTypeChanged
+from .pg_bulk import BulkInserts
 from .store import InlineProjection
 
 #: SQLSTATE classes that mean "try again later", not "your SQL is wrong":
@@ -260,12 +260,11 @@ class PostgresEventStore(StoreBase):
         try:
             await self._write(batch)
         except StoreUnavailable as exc:
-            if not isinstance(exc, RowTypeChanged) and (exc.__cause__ is None or not _lost_connection(exc.__cause__)):
+            if exc.__cause__ is None or not _lost_connection(exc.__cause__):
                 raise
-            # The connection died under us, or a migration changed a table's columns (the
-            # transaction rolled back; the new layout is read on the retry). Retrying is safe
-            # even if COMMIT had reached the server: event ids are idempotent, so a committed
-            # batch comes back as the stored records.
+            # The connection died under us. Retrying is safe even if COMMIT had
+            # reached the server: event ids are idempotent, so a committed batch
+            # comes back as the stored records.
             for item in batch:
                 item.result = item.error = None
             await self._write(batch)
