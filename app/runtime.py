@@ -150,7 +150,7 @@ class Runtime:
             return
         try:
             await asyncio.wait_for(task, timeout=self.config.projections.lease_seconds)
-        except TimeoutError:  # wait_for has cancelled it; the lease simply expires
+        except TimeoutError:  # wait_for has cancelled it (its batch rolls back; it still tries to release the lease)
             log.warning("shutdown_error", component="projection_runner", error="TimeoutError")
         except Exception as exc:  # shutting down: report, keep closing the rest
             log.warning("shutdown_error", component="projection_runner", error=type(exc).__name__)

@@ -306,17 +306,19 @@ class ProjectionRunner:
             APPLIED_COUNTER.labels(name).inc(applied)
         return applied
 
-    async def catch_up(self, *, news: bool = False) -> int:
+    async def catch_up(self, *, news: bool = False, stop: asyncio.Event | None = None) -> int:
         """Apply batches until every projection this runner leads is at the head; events applied.
 
         ``news``: the caller knows events were appended (a notification), so a
         leader goes straight to its batch instead of first reading the head.
         After each batch the head read inside it says whether another is due.
+        ``stop``: once set, no further batch starts (shutdown does not wait for a
+        long catch-up; the checkpoint keeps the place).
         """
         total = 0
         start: int | None = None if news else (await self.store.head())[0]
         heads = {p.name: start for p in self.projections}
-        while True:
+        while stop is None or not stop.is_set():
             applied = 0
             for projection in self.projections:
                 applied += await self.step(projection, heads[projection.name])
@@ -324,6 +326,7 @@ class ProjectionRunner:
             total += applied
             if applied == 0:
                 return total
+        return total
 
     @staticmethod
     async def _wait(stop: asyncio.Event, wake: asyncio.Event | None, timeout: float) -> bool:
@@ -353,7 +356,7 @@ class ProjectionRunner:
             while not stop.is_set():
                 self._wake.clear()  # before catching up: a notification arriving meanwhile is kept
                 try:
-                    await self.catch_up(news=news)
+                    await self.catch_up(news=news, stop=stop)
                 except StoreError as exc:  # database down: keep the checkpoint, retry after a poll
                     log.warning("projection runner: %s", exc)
                 except Exception:  # a failing batch rolled back; keep the runner alive and retry after a poll

@@ -44,6 +44,26 @@ async def test_catch_up_reaches_head_and_reports_zero_lag(store):
     assert len(await rows(store, "audit_exchanges")) == 7
 
 
+async def test_a_set_stop_ends_catch_up_after_the_batch_in_hand(store):
+    """Shutdown does not wait for a long catch-up: with ``stop`` set no further batch starts, and the
+    checkpoint keeps the place for the next runner."""
+    await _chain_events(store, 7)
+    runner = ProjectionRunner(store, [AuditProjection()], batch_size=3)
+    await runner.setup()
+    stop = asyncio.Event()
+    original = runner.step
+
+    async def step_then_stop(projection, head=None):
+        applied = await original(projection, head)
+        stop.set()  # as if SIGTERM arrived during the first batch
+        return applied
+
+    runner.step = step_then_stop  # type: ignore[method-assign]
+    assert await runner.catch_up(stop=stop) == 3
+    [status] = await projection_status(store, ["audit"])
+    assert (status.checkpoint, status.lag) == (3, 4)
+
+
 async def test_restart_resumes_from_checkpoint_without_duplicates(store):
     """A new runner (a restarted process) continues where the checkpoint says; no row is applied twice."""
     await _chain_events(store, 10)
