@@ -105,14 +105,17 @@ def _version_conflict(expected: int, current: int) -> bool:
 _PARAMETER = re.compile(r"\$(\d+)")
 
 
+def shift_parameters(sql: str, by: int) -> str:
+    """``sql`` with every ``$n`` parameter renumbered to ``$(n + by)``, to join it with others in one statement."""
+    return _PARAMETER.sub(lambda m: f"${int(m[1]) + by}", sql)
+
+
 def _with_reads(sql: str, args: list[Any], reads: dict[str, tuple[str, list[Any]]]) -> tuple[str, list[Any]]:
     """One PostgreSQL statement for ``sql`` and the ``reads`` of inline projections: a row of record arrays."""
     columns = [f"ARRAY(SELECT ROW(s.*) FROM ({sql}) s)"]
     every = list(args)
     for read_sql, read_args in reads.values():
-        offset = len(every)
-        shifted = _PARAMETER.sub(lambda m: f"${int(m[1]) + offset}", read_sql)
-        columns.append(f"ARRAY(SELECT ROW(r.*) FROM ({shifted}) r)")
+        columns.append(f"ARRAY(SELECT ROW(r.*) FROM ({shift_parameters(read_sql, len(every))}) r)")
         every += read_args
     return "SELECT " + ", ".join(columns), every
 
@@ -137,9 +140,9 @@ async def _read_state(
 
     A usual batch asks all three in one round trip (the lock is held meanwhile, so each
     round trip saved shortens every other writer's wait); huge batches go in chunks.
-    On PostgreSQL the same statement carries ``reads``, the inline projections' own
-    queries for the batch (rows returned by projection name); elsewhere, and for huge
-    batches, none is run here and the projections read for themselves.
+    The same statement carries ``reads``, the inline projections' own queries for the
+    batch (PostgreSQL only; rows returned by projection name); for huge batches none is
+    run here and the projections read for themselves.
     """
     prefetched: dict[str, list[tuple[Any, ...]]] = {}
     # SQLite allows 500 terms in a compound SELECT, and its stream versions take one each
@@ -152,7 +155,7 @@ async def _read_state(
             versions_sql, versions_args = _stream_versions(tx.dialect, len(all_ids) + 1, stream_ids)
             sql += f" UNION ALL {versions_sql}"
             args += versions_args
-        if reads and tx.dialect == "postgresql":
+        if reads:
             merged_sql, merged_args = _with_reads(sql, args, reads)
             (row,) = await tx.fetch(merged_sql, *merged_args)
             rows = row[0]
@@ -212,6 +215,7 @@ async def write_batch(
     """Write ``batch`` inside an open, write-locked transaction; set each item's result or error."""
     all_ids = [eid for item in batch for eid in item.event_ids]
     stream_ids = list({item.stream_id for item in batch})
+    # the projections' reads join the state read on PostgreSQL (record arrays); SQLite has no round trips to save
     reads = _projection_reads(batch, projections) if tx.dialect == "postgresql" else {}
     position, prev, existing, versions, prefetched = await _read_state(tx, all_ids, stream_ids, reads)
     tx.prefetched = prefetched  # type: ignore[attr-defined]

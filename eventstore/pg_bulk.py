@@ -17,8 +17,8 @@ An upsert (``ON CONFLICT (keys) DO UPDATE``) goes as one statement only when
 no two rows share their conflict keys: one statement may not update a row
 twice, where per-row execution updates it once per row (the last row wins).
 Anything else — other statement shapes, a column the catalog does not list, a
-conflict key that is not an inserted column, a single row — goes through
-``executemany`` unchanged.
+conflict key that is not an inserted column — goes through ``executemany``
+unchanged.
 
 :meth:`BulkInserts.execute_all` runs a queue of such inserts: consecutive ones
 into distinct tables go as the parts of one statement.
@@ -32,13 +32,15 @@ from typing import Any, NamedTuple
 
 import asyncpg
 
+from .batch import shift_parameters
+
 _PLAIN_INSERT = re.compile(
     r"^\s*INSERT INTO (?P<table>[A-Za-z_][A-Za-z0-9_]*) \((?P<columns>[^)]*)\)\s*VALUES\s*\((?P<values>[^)]*)\)"
     r"(?P<tail>(\s+ON CONFLICT(\s*\([^)]*\))? DO NOTHING"
     r"|\s+ON CONFLICT\s*\((?P<keys>[^)]*)\)\s*DO UPDATE\s+SET\s.*)?)\s*$",
     re.S,
 )
-_PARAMETER = re.compile(r"\$(\d+)")
+_PARAMETER = re.compile(r"\$\d")
 _COLUMN_TYPES = (
     "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
     "WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped"
@@ -53,9 +55,6 @@ class _Bulk(NamedTuple):
     #: for an upsert, the row indexes of its conflict keys, which must not repeat within one statement
     keys: tuple[int, ...] | None
 
-    def numbered_from(self, first: int) -> str:
-        """The statement with its parameters renumbered to start at ``$first``."""
-        return _PARAMETER.sub(lambda m: f"${int(m[1]) + first - 1}", self.statement)
 
 
 def _keys_repeat(rows: Sequence[Sequence[Any]], keys: tuple[int, ...]) -> bool:
@@ -76,12 +75,7 @@ class BulkInserts:
 
     async def executemany(self, conn: asyncpg.Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """Insert ``rows`` with one statement where ``sql`` and the rows allow it, else row by row."""
-        if len(rows) > 1:
-            bulk = await self._one_statement(conn, sql, rows)
-            if bulk is not None:
-                await conn.execute(bulk.statement, *_columns_of(rows, bulk.width))
-                return
-        await conn.executemany(sql, rows)
+        await self.execute_all(conn, [(sql, rows)])
 
     async def execute_all(self, conn: asyncpg.Connection, inserts: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
         """Run queued INSERTs in order, as few statements as they allow.
@@ -127,7 +121,7 @@ class BulkInserts:
         if statement is None:
             parts, first = [], 1
             for bulk in bulks:
-                parts.append(bulk.numbered_from(first))
+                parts.append(shift_parameters(bulk.statement, first - 1))
                 first += bulk.width
             ctes = ", ".join(f"q{i} AS ({part})" for i, part in enumerate(parts[:-1], start=1))
             statement = self._merged[key] = f"WITH {ctes} {parts[-1]}"
