@@ -43,6 +43,17 @@ from .policy import Policy, check_may_act, parse_scope
 from .types import ACCEPTED_TOKEN_TYPES, GRANT_TOKEN_EXCHANGE, ISSUABLE_TOKEN_TYPES, TT_ACCESS_TOKEN
 
 
+def new_jti() -> str:
+    """A fresh token id: 144 random bits, base64url, never beginning with ``-``.
+
+    Operators paste jtis into ``baton revoke --jti`` and ``baton audit tree``; a leading ``-``
+    reads as an option there, so such draws are redrawn (costing under 0.1 bit).
+    """
+    while (jti := secrets.token_urlsafe(18))[0] == "-":
+        pass
+    return jti
+
+
 @dataclass
 class DenialContext:
     """What is known about a request when it is refused (for the ``ExchangeDenied`` event)."""
@@ -169,7 +180,7 @@ class TokenExchanger:
         exp = expiry(now, ttl, bounds, self._config.tokens.allow_lifetime_extension)
         if exp <= now:
             raise invalid_request("subject or actor token expires too soon to exchange", reason="subject_expired")
-        jti = secrets.token_urlsafe(18)
+        jti = new_jti()
         sub = self._policy.principal_for(subject.token.issuer, subject.token.subject) or subject.token.subject
         claims = build_claims(
             issuer=self._config.issuer,

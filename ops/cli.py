@@ -22,6 +22,10 @@ COMMAND_MODULES = (
     "ops.cmd_bench",  # bench
 )
 
+#: options whose value is an identifier Baton minted or copied from a token: a jti is base64url, so
+#: one in 64 begins with "-", which argparse would take for an option of its own
+IDENTIFIER_OPTIONS = frozenset({"--jti"})
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every available subcommand."""
@@ -41,10 +45,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def attach_identifier_values(argv: Sequence[str]) -> list[str]:
+    """``--jti VALUE`` as ``--jti=VALUE``, so a value that begins with ``-`` is still the option's value."""
+    out: list[str] = []
+    items = iter(argv)
+    for arg in items:
+        if arg == "--":
+            out.append(arg)
+            out.extend(items)
+            break
+        if arg in IDENTIFIER_OPTIONS:
+            value = next(items, None)
+            out.append(arg if value is None else f"{arg}={value}")
+        else:
+            out.append(arg)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``baton`` console script."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(attach_identifier_values(sys.argv[1:] if argv is None else argv))
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help()

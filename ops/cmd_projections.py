@@ -272,7 +272,7 @@ def _audit_parsers(subparsers: Any) -> None:
         _config_arg(p)
         p.set_defaults(func=cmd_audit)
     p = queries.add_parser("tree", help="draw the delegation tree of a token (ancestors and descendants)")
-    p.add_argument("jti")
+    p.add_argument("jti", help="the issued token's jti (write -- before one that begins with -)")
     p.add_argument("--format", choices=["text", "json"], default="text")
     _config_arg(p)
     p.set_defaults(func=cmd_audit)
