@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import string
 
+import pytest
+
 from app.exchange import new_jti
 from ops.cli import attach_identifier_values, build_parser
 
@@ -29,8 +31,13 @@ def test_arguments_after_a_double_dash_pass_through_untouched():
     assert args.jti == "-Ab3"
 
 
-def test_a_trailing_jti_option_without_value_still_errors_in_argparse():
-    assert attach_identifier_values(["revoke", "--jti"]) == ["revoke", "--jti"]
+def test_a_trailing_jti_option_without_value_still_errors_in_argparse(capsys):
+    argv = attach_identifier_values(["revoke", "--config", "b.toml", "--jti"])
+    assert argv == ["revoke", "--config", "b.toml", "--jti"]
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(argv)
+    assert exit_info.value.code == 2
+    assert "--jti: expected one argument" in capsys.readouterr().err
 
 
 def test_issued_jtis_are_base64url_and_never_begin_with_a_dash():
