@@ -30,6 +30,8 @@ from .store import InlineProjection, RecordedEvent, Tx
 from .types import ANY, GENESIS_HASH, NO_STREAM, STREAM_EXISTS
 
 RECORD_COLUMNS = "position, stream_id, stream_version, event_id, event_type, recorded_at, data, prev_hash, hash"
+#: the many-row INSERT of a group commit's events
+EVENTS_INSERT = f"INSERT INTO events ({RECORD_COLUMNS}) VALUES ({', '.join(f'${i}' for i in range(1, 10))})"
 
 
 @dataclass
@@ -274,7 +276,7 @@ async def write_batch(
             notes.update(await keeper(tx, replayed))
     if new_records:
         await tx.executemany(
-            f"INSERT INTO events ({RECORD_COLUMNS}) VALUES ({_placeholders(1, 9)})",
+            EVENTS_INSERT,
             [
                 (r.position, r.stream_id, r.stream_version, r.event_id, r.event_type, r.recorded_at, r.data,
                  r.prev_hash, r.hash)

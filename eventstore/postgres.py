@@ -25,15 +25,16 @@ from typing import Any
 import asyncpg
 
 from .base import StoreBase
-from .batch import GroupCommitter, PendingAppend, write_batch
+from .batch import EVENTS_INSERT, GroupCommitter, PendingAppend, write_batch
 from .errors import StoreUnavailable
 from .migrate import ensure_current, migrate
-from .pg_bulk import BulkInserts
+from .pg_bulk import BulkInserts, create_row_types
 from .store import InlineProjection
 
 #: SQLSTATE classes that mean "try again later", not "your SQL is wrong":
 #: 08 connection, 40 transaction rollback, 53 resources, 57 operator intervention
 _TRANSIENT_CLASSES = ("08", "40", "53", "57")
+_BEGIN = "BEGIN ISOLATION LEVEL READ COMMITTED"
 #: channel notified after each commit that appended events (payload: the schema), see migration 0003
 NOTIFY_CHANNEL = "baton_events"
 
@@ -138,7 +139,7 @@ class PostgresEventStore(StoreBase):
         self._lock_key = 0
         self._schema = ""
         self._committer = GroupCommitter(self._flush, max_batch=max_batch, max_wait=max_wait)
-        self._bulk = BulkInserts()
+        self._bulk = BulkInserts(self._connection)
 
     async def open(self) -> None:
         try:
@@ -159,6 +160,8 @@ class PostgresEventStore(StoreBase):
                 if self._migrate:
                     ddl = [d for p in self._projections for d in p.schema(self.dialect)]
                     await migrate(conn, extra_ddl=ddl)
+                    inserts = [sql for p in self._projections for sql in getattr(p, "bulk_inserts", ())]
+                    await create_row_types(conn, [EVENTS_INSERT, *inserts])
                 else:
                     await ensure_current(conn)
                 # one lock per schema: deployments sharing a database do not serialize each other
@@ -243,8 +246,10 @@ class PostgresEventStore(StoreBase):
         """
         async with self._connection() as conn:
             try:
-                # BEGIN and the lock travel as one simple query: one round trip fewer per group commit
-                await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({self._lock_key:d})" if write_lock else "BEGIN")
+                # BEGIN and the lock travel as one simple query: one round trip fewer per group commit.
+                # READ COMMITTED whatever the server's default: each statement must see what committed before
+                # it, e.g. the chain head after the lock wait (a repeatable-read snapshot would predate the wait)
+                await conn.execute(f"{_BEGIN}; SELECT pg_advisory_xact_lock({self._lock_key:d})" if write_lock else _BEGIN)
                 tx = _PgTx(conn, self._bulk)
                 yield tx
                 await tx.flush()

@@ -19,10 +19,12 @@ from app.key_lifecycle import checkpoint_keys
 from app.keys import KeyError_, KeyRing, KeyRingSigner, read_key_file
 from eventstore import StoreError, open_store
 from eventstore.checkpoints import CHECKPOINT_TYP
+from eventstore.batch import EVENTS_INSERT
 from eventstore.migrate import grant_runtime_role, load_migrations, migrate
+from eventstore.pg_bulk import create_row_types
 from eventstore.store import EventStore
 from eventstore.verify import checkpoint_records, export_lines, read_checkpoints_file, verify
-from projections.schema import projection_ddl
+from projections.schema import projection_bulk_inserts, projection_ddl
 
 DEFAULT_CONFIG = os.environ.get("BATON_CONFIG", "baton.toml")
 
@@ -137,6 +139,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
                 print(f"applied {m.version:04d}_{m.name}")
             if not applied:
                 print(f"up to date (version {len(load_migrations())})")
+            # the row types of the many-row inserts: a runtime role may not create them itself
+            ready = await create_row_types(conn, [EVENTS_INSERT, *projection_bulk_inserts()])
+            print(f"row types for bulk inserts: {ready} in place")
             if args.grant:
                 await grant_runtime_role(conn, args.grant)
                 print(f"granted runtime privileges to {args.grant} (events: SELECT, INSERT only)")

@@ -322,6 +322,8 @@ class AuditProjection:
     """The audit views as an :class:`projections.runner.AsyncProjection`."""
 
     name = "audit"
+    #: its many-row INSERTs (``baton migrate`` makes their row types, see :mod:`eventstore.pg_bulk`)
+    bulk_inserts: tuple[str, ...] = (*_INSERTS.values(), _UPSERT_SUBJECT)
 
     def schema(self, dialect: str) -> list[str]:
         """The DDL for ``dialect``: the same tables, columns and keys on SQLite and PostgreSQL."""

@@ -281,11 +281,16 @@ def _in(start: int, count: int) -> str:
     return ", ".join(f"${i}" for i in range(start, start + count))
 
 
+_LINEAGE_INSERT = f"INSERT INTO lineage ({LINEAGE_COLUMNS}) VALUES ({_in(1, 20)}) ON CONFLICT (jti) DO NOTHING"
+
+
 class LineageProjection:
     """The inline lineage projection (an :class:`eventstore.store.InlineProjection`)."""
 
     name = "lineage"
     tables = ("lineage", "revoked_subjects", "revoked_clients")
+    #: its many-row INSERTs (``baton migrate`` makes their row types, see :mod:`eventstore.pg_bulk`)
+    bulk_inserts: tuple[str, ...] = (_LINEAGE_INSERT,)
 
     def schema(self, dialect: str) -> list[str]:
         return list(_DDL)
@@ -406,9 +411,7 @@ class LineageProjection:
                 )
             )
             parents[e.issued_jti] = (origin_iss, origin_sub, revocation[0], revocation[1], revocation[2], revocation[4])
-        await tx.executemany(
-            f"INSERT INTO lineage ({LINEAGE_COLUMNS}) VALUES ({_in(1, 20)}) ON CONFLICT (jti) DO NOTHING", rows
-        )
+        await tx.executemany(_LINEAGE_INSERT, rows)
 
     async def _revoke(
         self, tx: Tx, position: int, e: TokenRevoked | SubjectRevoked | ClientRevoked, where: str, *args: Any

@@ -54,3 +54,31 @@ async def test_tailing_reader_never_skips_under_concurrent_writers(pg_dsn: str) 
             await s.close()
     total = len(stores) * 8 * per_writer
     assert observed == list(range(1, total + 1))
+
+
+async def test_appends_stay_ordered_when_the_server_defaults_to_repeatable_read(pg_dsn: str) -> None:
+    """With ``default_transaction_isolation = 'repeatable read'`` (a server, database or role setting), an append
+    that waited for another instance's lock would read the chain head from a snapshot taken before the wait.
+    The store's transactions are READ COMMITTED whatever the default: two instances' appends all succeed, in
+    one contiguous, hash-linked log."""
+    dsn = f"{pg_dsn}&default_transaction_isolation=repeatable%20read"
+    probe = await asyncpg.connect(dsn, timeout=5)
+    try:
+        assert await probe.fetchval("SHOW default_transaction_isolation") == "repeatable read"
+    finally:
+        await probe.close()
+    stores = [PostgresEventStore(dsn, max_batch=4, pool_max=3) for _ in range(2)]
+    for s in stores:
+        await s.open()
+    try:
+        async def write(store: PostgresEventStore, w: int) -> None:
+            for n in range(15):
+                await store.append(f"rr-{id(store)}-{w}", [TokenRevoked(at=float(n), jti=f"{w}-{n}", by="t")])
+
+        await asyncio.gather(*(write(s, w) for s in stores for w in range(4)))
+        records = await stores[0].read_all()
+        assert [r.position for r in records] == list(range(1, 2 * 4 * 15 + 1))
+        assert all(b.prev_hash == a.hash for a, b in zip(records, records[1:]))
+    finally:
+        for s in stores:
+            await s.close()

@@ -63,3 +63,24 @@ async def test_an_instance_under_the_runtime_role_exchanges_and_fills_the_audit_
         assert row["issued_jti"] == decode_claims(token)["jti"]
         denied = await wait_for_rows(baton, "/audit/denied", 1)
         assert denied[-1]["reason"] == "unknown_audience"
+
+
+async def test_baton_migrate_makes_the_row_types_the_runtime_role_cannot(runtime_role: str) -> None:
+    """The runtime role may not create types; after ``baton migrate`` every many-row insert of the log, the
+    lineage and the audit views finds its row type in place, so the role's rows still go as one array each."""
+    import contextlib
+
+    from eventstore.batch import EVENTS_INSERT
+    from eventstore.pg_bulk import BulkInserts
+    from projections.schema import projection_bulk_inserts
+
+    conn = await asyncpg.connect(runtime_role, timeout=5)
+    try:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.execute("CREATE TYPE probe_t AS (a int)")
+        bulk = BulkInserts(lambda: contextlib.nullcontext(conn))
+        statements = [EVENTS_INSERT, *projection_bulk_inserts()]
+        rewritten = [await bulk._bulk_statement(conn, sql) for sql in statements]
+        assert [b is not None and b.row_type for b in rewritten] == [True] * len(statements)
+    finally:
+        await conn.close()
