@@ -30,8 +30,6 @@ from .store import InlineProjection, RecordedEvent, Tx
 from .types import ANY, GENESIS_HASH, NO_STREAM, STREAM_EXISTS
 
 RECORD_COLUMNS = "position, stream_id, stream_version, event_id, event_type, recorded_at, data, prev_hash, hash"
-#: the many-row INSERT of a group commit's events
-EVENTS_INSERT = f"INSERT INTO events ({RECORD_COLUMNS}) VALUES ({', '.join(f'${i}' for i in range(1, 10))})"
 
 
 @dataclass
@@ -66,6 +64,10 @@ def row_to_record(row: Sequence[object]) -> RecordedEvent:
 
 def _placeholders(start: int, count: int) -> str:
     return ", ".join(f"${i}" for i in range(start, start + count))
+
+
+#: the many-row INSERT of a group commit's events
+EVENTS_INSERT = f"INSERT INTO events ({RECORD_COLUMNS}) VALUES ({_placeholders(1, 9)})"
 
 
 #: stream ids whose versions one query reads (well under SQLite's 500 compound-SELECT terms)

@@ -311,7 +311,7 @@ async def test_rows_go_as_one_array_of_a_row_type_named_after_its_layout(conn, p
     expected_type = row_type_name([("data", "bytea"), ("id", "bigint"), ("name", "text"), ("score", "double precision")])
     assert await _row_types(conn) == [expected_type]
     statement = bulk._rewritten[sql].statement
-    assert recording.calls == [("execute", statement)] and f"unnest($1::" in statement and "$2" not in statement
+    assert recording.calls == [("execute", statement)] and "unnest($1::" in statement and "$2" not in statement
     assert await _rows(conn) == [(1, "a", 1.5, b"\x00"), (2, None, None, None), (3, "c", float("inf"), b"")]
     # a second instance finds the type and creates nothing more
     await BulkInserts(definer(pg_dsn)).executemany(conn, sql, [(b"z", 4, "d", 0.0)])
