@@ -17,6 +17,7 @@ import asyncio
 import hashlib
 import math
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Literal, TypeVar
 
@@ -126,12 +127,13 @@ def _take_batch(queue: list[_Call]) -> tuple[list[_Call], list[_Call]]:
 class _Call:
     """One caller's keys and arguments waiting for a script run, and the future that gets its result."""
 
-    __slots__ = ("keys", "args", "result")
+    __slots__ = ("keys", "args", "result", "deadline")
 
-    def __init__(self, keys: list[str], args: list[int], result: asyncio.Future[int]) -> None:
+    def __init__(self, keys: list[str], args: list[int], result: asyncio.Future[int], deadline: float) -> None:
         self.keys = keys
         self.args = args
         self.result = result
+        self.deadline = deadline  # loop time after which the caller is answered by the fallback
 
     def settle(self, *, result: int = 0, exc: BaseException | None = None) -> None:
         if self.result.done():
@@ -161,7 +163,7 @@ class _SharedScript:
     The script returns one integer per call, in call order.
     """
 
-    __slots__ = ("lua", "sha", "argv", "queue", "task")
+    __slots__ = ("lua", "sha", "argv", "queue", "task", "waiting", "timer")
 
     def __init__(self, lua: str, argv: Callable[[Sequence[_Call]], list[int]]) -> None:
         self.lua = lua
@@ -169,6 +171,9 @@ class _SharedScript:
         self.argv = argv
         self.queue: list[_Call] = []
         self.task: asyncio.Task[None] | None = None
+        # every call not yet known settled, oldest first: with one timeout, also earliest deadline first
+        self.waiting: deque[_Call] = deque()
+        self.timer: asyncio.TimerHandle | None = None  # fires at the oldest waiting call's deadline
 
 
 class RedisCache:
@@ -287,22 +292,35 @@ class RedisCache:
 
         The wait is bounded by ``timeout`` like any Redis call: a result that comes later
         is not waited for (the caller falls back), whatever run it was queued behind.
+        One timer per script enforces every caller's deadline (see :meth:`_expire`), not one
+        timeout per caller: under load hundreds of calls a second share it.
         """
         if self._clock() < self._down_until:
             self.fallbacks += 1
             raise _Unavailable
         loop = asyncio.get_running_loop()
-        call = _Call(keys, args, loop.create_future())
+        call = _Call(keys, args, loop.create_future(), loop.time() + self._timeout)
         script.queue.append(call)
+        script.waiting.append(call)
+        if script.timer is None:
+            script.timer = loop.call_at(call.deadline, self._expire, script, loop)
         if script.task is None or script.task.done():
             script.task = loop.create_task(self._run_queued(script))
-        try:
-            # a caller that gives up (timeout, cancellation) cancels its result: a run not yet sent leaves it out
-            async with asyncio.timeout(self._timeout):
-                return await call.result
-        except TimeoutError:
-            self.fallbacks += 1
-            raise _Unavailable from None
+        # a caller that gives up (cancellation) cancels its result: a run not yet sent leaves it out
+        return await call.result
+
+    def _expire(self, script: _SharedScript, loop: asyncio.AbstractEventLoop) -> None:
+        """Answer every call of ``script`` past its deadline with :class:`_Unavailable`; re-arm for the next."""
+        script.timer = None
+        now = loop.time()
+        waiting = script.waiting
+        while waiting and (waiting[0].result.done() or waiting[0].deadline <= now):
+            call = waiting.popleft()
+            if not call.result.done():
+                self.fallbacks += 1
+                call.settle(exc=_Unavailable())
+        if waiting:
+            script.timer = loop.call_at(waiting[0].deadline, self._expire, script, loop)
 
     async def _run_queued(self, script: _SharedScript) -> None:
         """Run ``script`` for everything queued, batch after batch, until its queue is empty.
@@ -343,10 +361,16 @@ class RedisCache:
     async def close(self) -> None:
         """Stop the shared script runs, close every pooled connection and drop the in-process values."""
         for script in (self._limits, self._markers):
+            if script.timer is not None:
+                script.timer.cancel()
+                script.timer = None
             task, script.task = script.task, None
             if task is not None and not task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+            # a task cancelled before it started settles nothing: its callers are answered here
+            while script.waiting:
+                script.waiting.popleft().settle(exc=_Unavailable())
         await self._redis.aclose()
         await self._pool.disconnect()
         await self._local.close()
