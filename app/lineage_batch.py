@@ -19,7 +19,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Generic, TypeVar
 
-from eventstore.store import EventStore
+from eventstore.store import EventStore, placeholders
 from projections.lineage import LINEAGE_COLUMNS, LineageReader, LineageRow, row_from_tuple
 
 K = TypeVar("K", bound=Hashable)
@@ -77,10 +77,6 @@ class Coalescer(Generic[K, V]):
             self._task = None
 
 
-def _in(count: int) -> str:
-    return ", ".join(f"${i}" for i in range(1, count + 1))
-
-
 class BatchedLineageReader(LineageReader):
     """:class:`LineageReader` whose per-request lookup (``get``) is grouped."""
 
@@ -93,5 +89,5 @@ class BatchedLineageReader(LineageReader):
         return await self._rows.load(jti)
 
     async def _fetch_rows(self, jtis: Sequence[str]) -> dict[str, LineageRow | None]:
-        rows = await self._store.fetch(f"SELECT {LINEAGE_COLUMNS} FROM lineage WHERE jti IN ({_in(len(jtis))})", *jtis)
+        rows = await self._store.fetch(f"SELECT {LINEAGE_COLUMNS} FROM lineage WHERE jti IN ({placeholders(1, len(jtis))})", *jtis)
         return {r[0]: row_from_tuple(r) for r in rows}

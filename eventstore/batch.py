@@ -26,7 +26,7 @@ import msgspec
 from .errors import AppendRefused, ConcurrencyError, StoreError, StoreUnavailable
 from .events import Event, encode_event, event_type
 from .hashing import chain_hash, record_bytes
-from .store import InlineProjection, RecordedEvent, Tx
+from .store import InlineProjection, RecordedEvent, Tx, placeholders
 from .types import ANY, GENESIS_HASH, NO_STREAM, STREAM_EXISTS
 
 RECORD_COLUMNS = "position, stream_id, stream_version, event_id, event_type, recorded_at, data, prev_hash, hash"
@@ -62,12 +62,8 @@ def row_to_record(row: Sequence[object]) -> RecordedEvent:
     )
 
 
-def _placeholders(start: int, count: int) -> str:
-    return ", ".join(f"${i}" for i in range(start, start + count))
-
-
 #: the many-row INSERT of a group commit's events
-EVENTS_INSERT = f"INSERT INTO events ({RECORD_COLUMNS}) VALUES ({_placeholders(1, 9)})"
+EVENTS_INSERT = f"INSERT INTO events ({RECORD_COLUMNS}) VALUES ({placeholders(1, 9)})"
 
 
 #: stream ids whose versions one query reads (well under SQLite's 500 compound-SELECT terms)
@@ -153,7 +149,7 @@ async def _read_state(
     if len(all_ids) + len(stream_ids) <= 500 and len(stream_ids) <= _STREAMS_PER_READ:
         sql = "SELECT 0, position, hash, NULL FROM (SELECT position, hash FROM events ORDER BY position DESC LIMIT 1) h"
         if all_ids:
-            sql += f" UNION ALL SELECT 1, position, NULL, event_id FROM events WHERE event_id IN ({_placeholders(1, len(all_ids))})"
+            sql += f" UNION ALL SELECT 1, position, NULL, event_id FROM events WHERE event_id IN ({placeholders(1, len(all_ids))})"
         args: list[Any] = list(all_ids)
         if stream_ids:
             versions_sql, versions_args = _stream_versions(tx.dialect, len(all_ids) + 1, stream_ids)
@@ -172,7 +168,7 @@ async def _read_state(
         existing: dict[str, RecordedEvent] = {}
         if stored:  # only a retried append gets here: read the stored records in full
             found = await tx.fetch(
-                f"SELECT {RECORD_COLUMNS} FROM events WHERE event_id IN ({_placeholders(1, len(stored))})", *stored
+                f"SELECT {RECORD_COLUMNS} FROM events WHERE event_id IN ({placeholders(1, len(stored))})", *stored
             )
             existing.update((str(r[3]), row_to_record(r)) for r in found)
         return head[0], head[1], existing, versions, prefetched
@@ -183,7 +179,7 @@ async def _read_state(
     for chunk in range(0, len(all_ids), 500):
         ids = all_ids[chunk : chunk + 500]
         found = await tx.fetch(
-            f"SELECT {RECORD_COLUMNS} FROM events WHERE event_id IN ({_placeholders(1, len(ids))})", *ids
+            f"SELECT {RECORD_COLUMNS} FROM events WHERE event_id IN ({placeholders(1, len(ids))})", *ids
         )
         existing.update((str(r[3]), row_to_record(r)) for r in found)
     versions = {}

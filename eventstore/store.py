@@ -52,6 +52,11 @@ class PendingEvent(msgspec.Struct, frozen=True, kw_only=True):
     expected_version: int = ANY
 
 
+def placeholders(start: int, count: int) -> str:
+    """``count`` numbered parameters from ``$start``, comma-separated: ``placeholders(3, 2) == "$3, $4"``."""
+    return ", ".join(f"${i}" for i in range(start, start + count))
+
+
 @runtime_checkable
 class Tx(Protocol):
     """A transaction handle given to inline projections. SQL uses ``$1``-style parameters."""

@@ -34,6 +34,7 @@ from eventstore import (
     TokenRevoked,
     Tx,
 )
+from eventstore.store import placeholders
 
 #: an ``act`` chain deeper than this is cut (Baton's own depth limits are far lower)
 MAX_ACT_NESTING = 64
@@ -277,9 +278,7 @@ class _Batch:
 
 
 def _insert(table: str, columns: str) -> str:
-    count = len(columns.split(","))
-    values = ", ".join(f"${i}" for i in range(1, count + 1))
-    return f"INSERT INTO {table} ({columns}) VALUES ({values}) ON CONFLICT DO NOTHING"
+    return f"INSERT INTO {table} ({columns}) VALUES ({placeholders(1, len(columns.split(',')))}) ON CONFLICT DO NOTHING"
 
 
 _EXCHANGE_COLUMNS = (

@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 
 from eventstore import EventStore
+from eventstore.store import placeholders
 
 from .audit import act_chain
 
@@ -378,7 +379,7 @@ async def _rows_in(store: EventStore, sql: str, values: Sequence[Any]) -> list[t
     values = list(values)
     for start in range(0, len(values), 500):
         chunk = values[start : start + 500]
-        marks = ", ".join(f"${i}" for i in range(1, len(chunk) + 1))
+        marks = placeholders(1, len(chunk))
         rows.extend(await store.fetch(sql.format(marks=marks), *chunk))
     return rows
 

@@ -24,7 +24,7 @@ from typing import Any
 import msgspec
 
 from eventstore.events import ClientRevoked, SubjectRevoked, TokenExchanged, TokenRevoked
-from eventstore.store import EventStore, RecordedEvent, Tx
+from eventstore.store import EventStore, RecordedEvent, Tx, placeholders
 
 LINEAGE_COLUMNS = (
     "jti, parent_jti, root_jti, depth, subject_iss, subject_sub, origin_iss, origin_sub, client_id, "
@@ -230,13 +230,13 @@ def _lookup_query(wanted: list[str], subs: list[str], clients: list[str]) -> tup
     """The one query behind a :class:`_Lookup`: SQL (``$1``-style) and its arguments."""
     n_w, n_s = len(wanted), len(subs)
     parts = [
-        f"SELECT 1, iss, sub, NULL, before, revoked_by, reason, position FROM revoked_subjects WHERE sub IN ({_in(n_w + 1, n_s)})",
+        f"SELECT 1, iss, sub, NULL, before, revoked_by, reason, position FROM revoked_subjects WHERE sub IN ({placeholders(n_w + 1, n_s)})",
         f"SELECT 2, client_id, NULL, NULL, before, revoked_by, reason, position FROM revoked_clients "
-        f"WHERE client_id IN ({_in(n_w + n_s + 1, len(clients))})",
+        f"WHERE client_id IN ({placeholders(n_w + n_s + 1, len(clients))})",
     ]
     if wanted:
         parts.insert(0, "SELECT 0, jti, origin_iss, origin_sub, revoked_at, revoked_by, revoked_reason, revoked_position "
-                        f"FROM lineage WHERE jti IN ({_in(1, n_w)})")
+                        f"FROM lineage WHERE jti IN ({placeholders(1, n_w)})")
     return " UNION ALL ".join(parts), [*wanted, *subs, *clients]
 
 
@@ -277,11 +277,7 @@ def _dumps(value: Any) -> str:
     return _sorted_json.encode(value).decode()
 
 
-def _in(start: int, count: int) -> str:
-    return ", ".join(f"${i}" for i in range(start, start + count))
-
-
-_LINEAGE_INSERT = f"INSERT INTO lineage ({LINEAGE_COLUMNS}) VALUES ({_in(1, 20)}) ON CONFLICT (jti) DO NOTHING"
+_LINEAGE_INSERT = f"INSERT INTO lineage ({LINEAGE_COLUMNS}) VALUES ({placeholders(1, 20)}) ON CONFLICT (jti) DO NOTHING"
 
 
 class LineageProjection:
@@ -375,7 +371,7 @@ class LineageProjection:
         born: list[str] = []
         for chunk in _chunks(list(jtis)):
             rows = await tx.fetch(
-                f"SELECT jti FROM lineage WHERE jti IN ({_in(1, len(chunk))}) AND revoked_at IS NOT NULL "
+                f"SELECT jti FROM lineage WHERE jti IN ({placeholders(1, len(chunk))}) AND revoked_at IS NOT NULL "
                 "AND (revoked_position IS NULL OR revoked_position < position)",  # unknown order: fail closed
                 *chunk,
             )
@@ -428,7 +424,7 @@ class LineageProjection:
         while frontier:
             children: list[str] = []
             for chunk in _chunks(frontier):
-                rows = await tx.fetch(f"SELECT jti FROM lineage WHERE parent_jti IN ({_in(1, len(chunk))})", *chunk)
+                rows = await tx.fetch(f"SELECT jti FROM lineage WHERE parent_jti IN ({placeholders(1, len(chunk))})", *chunk)
                 children.extend(r[0] for r in rows)
             await self._mark(tx, children, position, e, direct=False)
             frontier = children
@@ -439,7 +435,7 @@ class LineageProjection:
         for chunk in _chunks(jtis):
             await tx.execute(
                 "UPDATE lineage SET revoked_at = $1, revoked_by = $2, revoked_reason = $3, revoked_direct = $4, "
-                f"revoked_position = $5 WHERE jti IN ({_in(6, len(chunk))}) AND revoked_at IS NULL",
+                f"revoked_position = $5 WHERE jti IN ({placeholders(6, len(chunk))}) AND revoked_at IS NULL",
                 e.at, e.by, e.reason, 1 if direct else 0, position, *chunk,
             )
 
