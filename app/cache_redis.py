@@ -306,7 +306,7 @@ class RedisCache:
             script.timer = loop.call_at(call.deadline, self._expire, script, loop)
         if script.task is None or script.task.done():
             script.task = loop.create_task(self._run_queued(script))
-        # a caller that gives up (cancellation) cancels its result: a run not yet sent leaves it out
+        # a call past its deadline (settled by _expire) or cancelled by its caller is done: a run not yet sent leaves it out
         return await call.result
 
     def _expire(self, script: _SharedScript, loop: asyncio.AbstractEventLoop) -> None:

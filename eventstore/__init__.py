@@ -14,7 +14,7 @@ from .events import (
     decode_event,
     encode_event,
 )
-from .store import EventStore, InlineProjection, RecordedEvent, Tx
+from .store import EventStore, InlineProjection, RecordedEvent, Tx, placeholders
 from .types import ANY, NO_STREAM, STREAM_EXISTS
 
 
@@ -62,4 +62,5 @@ __all__ = [
     "decode_event",
     "encode_event",
     "open_store",
+    "placeholders",
 ]

@@ -33,8 +33,8 @@ from eventstore import (
     TokenExchanged,
     TokenRevoked,
     Tx,
+    placeholders,
 )
-from eventstore.store import placeholders
 
 #: an ``act`` chain deeper than this is cut (Baton's own depth limits are far lower)
 MAX_ACT_NESTING = 64
@@ -278,7 +278,8 @@ class _Batch:
 
 
 def _insert(table: str, columns: str) -> str:
-    return f"INSERT INTO {table} ({columns}) VALUES ({placeholders(1, len(columns.split(',')))}) ON CONFLICT DO NOTHING"
+    values = placeholders(1, len(columns.split(",")))
+    return f"INSERT INTO {table} ({columns}) VALUES ({values}) ON CONFLICT DO NOTHING"
 
 
 _EXCHANGE_COLUMNS = (

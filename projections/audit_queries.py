@@ -17,8 +17,7 @@ from typing import Any
 
 import msgspec
 
-from eventstore import EventStore
-from eventstore.store import placeholders
+from eventstore import EventStore, placeholders
 
 from .audit import act_chain
 
