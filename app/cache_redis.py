@@ -42,33 +42,33 @@ FAIL_CLOSED_WAIT = 1.0
 #: Requests are judged in order, each seeing the tokens the earlier ones took; a request passes
 #: only if every one of its buckets allows it, and only then takes a token from each. Same
 #: semantics as :func:`app.cache.gcra_all` applied request after request.
-#: ARGV[1] = number of requests; then per request: its bucket count, then (interval, tolerance)
-#: per bucket. KEYS are the requests' buckets, in the same order. Returns each request's wait
-#: (µs, 0 when allowed).
+#: KEYS are the batch's buckets, each once. ARGV[1] is one string of integers (one argument, not
+#: dozens: redis-py packs each argument in Python): per request its bucket count, then per bucket
+#: (index into KEYS, interval, tolerance). Returns each request's wait (µs, 0 when allowed).
 GCRA_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local stored = redis.call('MGET', unpack(KEYS))
 local tats, written, order, results = {}, {}, {}, {}
-for i = 1, #KEYS do
-  if tats[KEYS[i]] == nil then tats[KEYS[i]] = tonumber(stored[i]) or now end
-end
-local k, a = 1, 2
-for r = 1, tonumber(ARGV[1]) do
-  local count = tonumber(ARGV[a])
+for i = 1, #KEYS do tats[i] = tonumber(stored[i]) or now end
+local n = {}
+for v in string.gmatch(ARGV[1], '%d+') do n[#n + 1] = tonumber(v) end
+local a, r = 1, 0
+while a <= #n do
+  local count = n[a]
   a = a + 1
+  r = r + 1
   local wait = 0
-  for i = 0, count - 1 do
-    local tat = math.max(tats[KEYS[k + i]], now)
-    local w = tat - tonumber(ARGV[a + 2 * i + 1]) - now
+  for b = a, a + 3 * (count - 1), 3 do
+    local w = math.max(tats[n[b]], now) - n[b + 2] - now
     if w > wait then wait = w end
   end
   if wait > 0 then
     results[r] = math.max(wait, 1000)
   else
-    for i = 0, count - 1 do
-      local key = KEYS[k + i]
-      tats[key] = math.max(tats[key], now) + tonumber(ARGV[a + 2 * i])
+    for b = a, a + 3 * (count - 1), 3 do
+      local key = n[b]
+      tats[key] = math.max(tats[key], now) + n[b + 1]
       if not written[key] then
         written[key] = true
         order[#order + 1] = key
@@ -76,24 +76,26 @@ for r = 1, tonumber(ARGV[1]) do
     end
     results[r] = 0
   end
-  k = k + count
-  a = a + 2 * count
+  a = a + 3 * count
 end
 for _, key in ipairs(order) do
-  redis.call('SET', key, string.format('%.0f', tats[key]), 'PX', math.ceil((tats[key] - now) / 1000))
+  redis.call('SET', KEYS[key], string.format('%.0f', tats[key]), 'PX', math.ceil((tats[key] - now) / 1000))
 end
 return results
 """
-#: SET NX for a batch of markers (each caller's ``add``): KEYS are the markers, ARGV their TTLs in
-#: ms. Returns 1 for each marker this run created, 0 where it existed (so one key named twice in
-#: a batch has one winner: the first).
+
+#: SET NX for a batch of markers (each caller's ``add``): KEYS are the markers, ARGV[1] their TTLs in
+#: ms as one string. Returns 1 for each marker this run created, 0 where it existed (so one key
+#: named twice in a batch has one winner: the first).
 NX_LUA = """
-local created = {}
-for i = 1, #KEYS do
-  if redis.call('SET', KEYS[i], '1', 'PX', ARGV[i], 'NX') then created[i] = 1 else created[i] = 0 end
+local created, i = {}, 0
+for ttl in string.gmatch(ARGV[1], '%d+') do
+  i = i + 1
+  if redis.call('SET', KEYS[i], '1', 'PX', ttl, 'NX') then created[i] = 1 else created[i] = 0 end
 end
 return created
 """
+
 #: most keys (bucket or marker) one script run carries (bounds its argument list, Lua's unpack and the time
 #: Redis is busy with it); a batch always takes at least one request
 MAX_BATCH_KEYS = 512
@@ -144,15 +146,20 @@ class _Call:
             self.result.set_result(result)
 
 
-def _gcra_argv(batch: Sequence[_Call]) -> list[int]:
-    argv: list[int] = [len(batch)]
+def _gcra_run(batch: Sequence[_Call]) -> tuple[list[str], str]:
+    """KEYS and ARGV of one :data:`GCRA_LUA` run: each bucket once, and the requests as one string."""
+    index: dict[str, int] = {}
+    numbers: list[int] = []
     for call in batch:
-        argv += [len(call.keys), *call.args]
-    return argv
+        numbers.append(len(call.keys))
+        for key, interval, tolerance in zip(call.keys, call.args[::2], call.args[1::2], strict=True):
+            numbers += (index.setdefault(key, len(index) + 1), interval, tolerance)
+    return list(index), " ".join(map(str, numbers))
 
 
-def _nx_argv(batch: Sequence[_Call]) -> list[int]:
-    return [ttl for call in batch for ttl in call.args]
+def _nx_run(batch: Sequence[_Call]) -> tuple[list[str], str]:
+    """KEYS and ARGV of one :data:`NX_LUA` run: every marker in call order, and their TTLs as one string."""
+    return [key for call in batch for key in call.keys], " ".join(str(ttl) for call in batch for ttl in call.args)
 
 
 class _SharedScript:
@@ -163,12 +170,12 @@ class _SharedScript:
     The script returns one integer per call, in call order.
     """
 
-    __slots__ = ("lua", "sha", "argv", "queue", "task", "waiting", "timer")
+    __slots__ = ("lua", "sha", "arguments", "queue", "task", "waiting", "timer")
 
-    def __init__(self, lua: str, argv: Callable[[Sequence[_Call]], list[int]]) -> None:
+    def __init__(self, lua: str, arguments: Callable[[Sequence[_Call]], tuple[list[str], str]]) -> None:
         self.lua = lua
         self.sha = hashlib.sha1(lua.encode()).hexdigest()
-        self.argv = argv
+        self.arguments = arguments  # a batch's KEYS and its one ARGV
         self.queue: list[_Call] = []
         self.task: asyncio.Task[None] | None = None
         # every call not yet known settled, oldest first: with one timeout, also earliest deadline first
@@ -219,8 +226,8 @@ class RedisCache:
         self.calls = 0
         self.errors = 0
         self.fallbacks = 0
-        self._limits = _SharedScript(GCRA_LUA, _gcra_argv)  # rate limits
-        self._markers = _SharedScript(NX_LUA, _nx_argv)  # add (SET NX)
+        self._limits = _SharedScript(GCRA_LUA, _gcra_run)  # rate limits
+        self._markers = _SharedScript(NX_LUA, _nx_run)  # add (SET NX)
 
     @property
     def degraded(self) -> bool:
@@ -335,8 +342,7 @@ class RedisCache:
                 batch, script.queue = _take_batch([c for c in script.queue if not c.result.done()])
                 if not batch:
                     continue
-                keys = [key for call in batch for key in call.keys]
-                argv = script.argv(batch)
+                keys, argv = script.arguments(batch)
                 try:
                     results = await self._run(lambda: self._eval(script, keys, argv))
                 except _Unavailable:
@@ -381,13 +387,13 @@ class RedisCache:
     def _rl(self, key: str) -> str:
         return f"{self._prefix}rl:{key}"
 
-    async def _eval(self, script: _SharedScript, keys: list[str], argv: list[int]) -> list[int]:
+    async def _eval(self, script: _SharedScript, keys: list[str], argv: str) -> list[int]:
         try:
-            return await self._redis.evalsha(script.sha, len(keys), *keys, *argv)
+            return await self._redis.evalsha(script.sha, len(keys), *keys, argv)
         except NoScriptError:
             # EVAL also caches the script, so the next EVALSHA finds it.
             self.calls += 1
-            return await self._redis.eval(script.lua, len(keys), *keys, *argv)
+            return await self._redis.eval(script.lua, len(keys), *keys, argv)
 
     async def _run(self, command: Callable[[], Awaitable[T]], *, probe: bool = False) -> T:
         """Run one Redis command within the timeout, or raise :class:`_Unavailable`."""

@@ -7,9 +7,11 @@ a JWT, so no token, assertion or secret ever reaches a log line.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
+import time
 from typing import Any
 
 import msgspec
@@ -31,16 +33,41 @@ def _json_line(event_dict: dict[str, Any], **_kw: Any) -> bytes:
     return _encode_json(event_dict)
 
 
+@functools.lru_cache(maxsize=1024)
+def _sensitive(key: str) -> bool:
+    # field names come from Baton's code, a small fixed set: each is judged once
+    return key.lower() in SENSITIVE_KEYS
+
+
 def redact(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     """structlog processor: remove secrets and JWT-shaped strings from a log event."""
-    for key in list(event_dict):
-        if key.lower() in SENSITIVE_KEYS:
+    for key, value in event_dict.items():
+        if _sensitive(key):
             event_dict[key] = "[redacted]"
-            continue
-        value = event_dict[key]
-        if isinstance(value, str) and "eyJ" in value:
+        elif isinstance(value, str) and "eyJ" in value:
             event_dict[key] = _JWT_LIKE.sub("[redacted-jwt]", value)
     return event_dict
+
+
+class _UtcStamper:
+    """structlog processor: ``timestamp`` in ISO 8601 UTC with microseconds (``…T13:50:01.123456Z``).
+
+    The date and time up to the second are formatted once a second; structlog's own ISO
+    stamper builds a ``datetime`` for every line.
+    """
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self, _logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        event_dict["timestamp"] = f"{self._prefix}.{int((now - second) * 1_000_000):06d}Z"
+        return event_dict
 
 
 def configure_logging(level: str = "info", fmt: str = "auto") -> None:
@@ -60,7 +87,7 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _UtcStamper(),
             redact,
             renderer,
         ],

@@ -143,3 +143,21 @@ async def test_a_marker_batch_larger_than_one_script_run_is_split(make_redis_cac
     assert cache.calls >= 2
     again = await asyncio.gather(*(cache.add(f"many:{i}", 60) for i in range(0, count, 50)))
     assert not any(again)
+
+
+async def test_a_bucket_named_by_many_calls_of_a_run_is_sent_once(make_redis_cache: MakeRedis, monkeypatch) -> None:
+    """Eight requests of one client share its bucket: the run names it once among its KEYS, and all the numbers
+    travel as one argument; the verdicts are still per request."""
+    cache = make_redis_cache()
+    sent: list[tuple[list[str], str]] = []
+    original = cache._eval
+
+    async def recording(script, keys, argv):
+        sent.append((list(keys), argv))
+        return await original(script, keys, argv)
+
+    monkeypatch.setattr(cache, "_eval", recording)
+    waits = await asyncio.gather(*(cache.rate_limit_all([("c:one", SLOW, 5), (f"s:{i}", SLOW, 1)]) for i in range(8)))
+    assert [w == 0.0 for w in waits] == [True] * 5 + [False] * 3  # the client's burst of 5, then refused
+    (keys, argv), = sent
+    assert len(keys) == len(set(keys)) == 9 and isinstance(argv, str)
