@@ -65,6 +65,9 @@ _DDL = [
         revoked_by TEXT NOT NULL, reason TEXT NOT NULL, position BIGINT NOT NULL,
         PRIMARY KEY (iss, sub)
     )""",
+    # every group commit with an exchange looks its subjects up by ``sub`` (any issuer), under the append lock:
+    # without it that is a scan of every subject ever revoked (≈15 ms at 200,000 on PostgreSQL)
+    "CREATE INDEX IF NOT EXISTS revoked_subjects_sub ON revoked_subjects (sub)",
     """CREATE TABLE IF NOT EXISTS revoked_clients (
         client_id TEXT PRIMARY KEY, before DOUBLE PRECISION NOT NULL,
         revoked_by TEXT NOT NULL, reason TEXT NOT NULL, position BIGINT NOT NULL

@@ -72,3 +72,22 @@ async def test_a_database_of_an_earlier_release_opens_unchanged_but_for_the_fill
     assert after == before
     assert all("brin" not in after[name] and "WHERE" not in after[name] for name in EARLIER)
     assert options == [(["fillfactor=70"],)]
+
+
+async def test_the_lineage_lookup_finds_revoked_subjects_by_index(pg_dsn: str) -> None:
+    """Every group commit with an exchange looks its subjects up under the append lock: with many subjects revoked
+    that lookup must use an index, not read them all."""
+    from projections.lineage import _lookup_query
+
+    store = await _open(pg_dsn)
+    try:
+        await store.fetch(
+            "INSERT INTO revoked_subjects (iss, sub, before, revoked_by, reason, position) "
+            "SELECT 'https://idp.test', 'user-' || g, 1.0, 'admin', 'offboarded', g FROM generate_series(1, 20000) g"
+        )
+        await store.fetch("ANALYZE revoked_subjects")
+        sql, args = _lookup_query([], ["alice", "user-7"], ["frontend"])
+        plan = "\n".join(r[0] for r in await store.fetch("EXPLAIN " + sql, *args))
+        assert "revoked_subjects_sub" in plan and "Seq Scan on revoked_subjects" not in plan, plan
+    finally:
+        await store.close()
