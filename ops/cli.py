@@ -2,15 +2,19 @@
 
 A command module exposes ``register(subparsers)``; it adds parsers whose
 ``func`` default is a callable taking the parsed ``argparse.Namespace`` and
-returning an exit code.
+returning an exit code. SIGTERM and SIGHUP end a command through ``SystemExit``, so
+its clean-up runs; a command that handles them itself (a server) sets the default
+``handles_signals``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 #: command modules, in the order their commands appear in ``baton --help``
 COMMAND_MODULES = (
@@ -62,6 +66,26 @@ def attach_identifier_values(argv: Sequence[str]) -> list[str]:
     return out
 
 
+@contextlib.contextmanager
+def stopped_cleanly_on(*signals: signal.Signals) -> Iterator[None]:
+    """Turn ``signals`` into :class:`SystemExit` meanwhile, so that ``finally`` blocks run.
+
+    Python's default for SIGTERM ends the process on the spot: a benchmark killed by a
+    supervisor would leave the servers it started running and its throwaway database or
+    schema behind.
+    """
+
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``baton`` console script."""
     parser = build_parser()
@@ -70,7 +94,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 2
-    return int(func(args) or 0)
+    if getattr(args, "handles_signals", False):  # a server: it drains on SIGTERM itself
+        return int(func(args) or 0)
+    with stopped_cleanly_on(signal.SIGTERM, signal.SIGHUP):
+        return int(func(args) or 0)
 
 
 if __name__ == "__main__":

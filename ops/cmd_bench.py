@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import signal
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 from ops.bench import SCENARIOS, Options, run, table, write_json
@@ -62,8 +59,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.scenarios:
         options.scenarios = args.scenarios
     try:
-        with _stopped_cleanly_on(signal.SIGTERM, signal.SIGHUP):
-            report = run(options)
+        report = run(options)
     except RuntimeError as exc:
         return fail(str(exc), 1)
     print(table(report))
@@ -71,22 +67,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
         write_json(report, args.json)
         print(f"JSON report: {args.json}")
     return 0
-
-
-@contextlib.contextmanager
-def _stopped_cleanly_on(*signals: signal.Signals) -> Iterator[None]:
-    """Turn ``signals`` into :class:`SystemExit` while the bench runs, so that its ``finally`` blocks stop the
-    servers it started and drop its throwaway database (Python's default for SIGTERM skips them)."""
-
-    def stop(signum: int, _frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = {sig: signal.signal(sig, stop) for sig in signals}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

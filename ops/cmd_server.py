@@ -78,7 +78,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Run Baton from a configuration file under hypercorn ([server] sets host, port, workers, timeouts).",
     )
     serve_p.add_argument("--config", "-c", required=True, metavar="FILE", help="path to baton.toml")
-    serve_p.set_defaults(func=cmd_serve)
+    serve_p.set_defaults(func=cmd_serve, handles_signals=True)
 
     demo_p = subparsers.add_parser(
         "demo",
@@ -90,7 +90,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     demo_p.add_argument("--port", type=_port, default=8000, help="port on 127.0.0.1 (default 8000)")
     demo_p.add_argument("--dir", default="baton-demo", help="directory for config, keys and events (default ./baton-demo)")
-    demo_p.set_defaults(func=cmd_demo)
+    demo_p.set_defaults(func=cmd_demo, handles_signals=True)
 
     init_p = subparsers.add_parser(
         "init",

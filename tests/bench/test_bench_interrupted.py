@@ -1,4 +1,4 @@
-"""A ``baton bench`` stopped by SIGTERM (Ctrl-C's cousin from a supervisor or ``kill``) leaves nothing behind:
+"""A ``baton bench`` stopped by SIGTERM (from a supervisor or ``kill``) leaves nothing behind:
 no Baton server still running, no throwaway database on the PostgreSQL server."""
 
 from __future__ import annotations
