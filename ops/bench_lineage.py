@@ -99,10 +99,11 @@ async def run(url: str, descendants: int, fanout: int, repeats: int) -> dict[str
 
 
 def _run_cli(args: argparse.Namespace) -> int:
-    urls = [args.sqlite or f"sqlite:///{Path(tempfile.mkdtemp(prefix='baton-bench-'))}/events.db"]
-    if args.pg:
-        urls.append(args.pg)
-    results = [asyncio.run(run(url, args.descendants, args.fanout, args.repeats)) for url in urls]
+    with tempfile.TemporaryDirectory(prefix="baton-bench-") as scratch:
+        urls = [args.sqlite or f"sqlite:///{Path(scratch)}/events.db"]
+        if args.pg:
+            urls.append(args.pg)
+        results = [asyncio.run(run(url, args.descendants, args.fanout, args.repeats)) for url in urls]
     for r in results:
         print(
             f"{r['backend']:>10}: revoke root of {r['descendants']} descendants in {r['cascade_revoke_ms']} ms "
