@@ -14,6 +14,7 @@ import contextlib
 import importlib
 import signal
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 
 #: command modules, in the order their commands appear in ``baton --help``
@@ -78,6 +79,9 @@ def stopped_cleanly_on(*signals: signal.Signals) -> Iterator[None]:
     def stop(signum: int, _frame: object) -> None:
         raise SystemExit(128 + signum)
 
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
     previous = {sig: signal.signal(sig, stop) for sig in signals}
     try:
         yield
