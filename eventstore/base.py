@@ -85,6 +85,13 @@ class StoreBase:
         )
         return [row_to_record(r) for r in rows]
 
+    async def last_in_stream(self, stream_id: str) -> RecordedEvent | None:
+        """See :meth:`eventstore.store.EventStore.last_in_stream`."""
+        rows = await self.fetch(
+            f"SELECT {RECORD_COLUMNS} FROM events WHERE stream_id = $1 ORDER BY stream_version DESC LIMIT 1", stream_id
+        )
+        return row_to_record(rows[0]) if rows else None
+
     async def head(self) -> tuple[int, bytes]:
         """The last position and its hash (0 and the genesis hash when empty)."""
         rows = await self.fetch("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")

@@ -91,9 +91,9 @@ class Checkpointer:
         self._task: asyncio.Task[None] | None = None
 
     async def _load(self) -> None:
-        records = await self._store.read_stream(CHECKPOINT_STREAM)
-        if records:
-            self._remember(records[-1])
+        last = await self._store.last_in_stream(CHECKPOINT_STREAM)
+        if last is not None:
+            self._remember(last)
         self._loaded = True
 
     def _remember(self, record: RecordedEvent) -> None:

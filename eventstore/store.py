@@ -165,6 +165,9 @@ class EventStore(Protocol):
     async def read_stream(self, stream_id: str) -> list[RecordedEvent]:
         """All records of one stream in version order."""
 
+    async def last_in_stream(self, stream_id: str) -> RecordedEvent | None:
+        """The newest record of one stream (None when it has none): one index step, whatever its length."""
+
     async def head(self) -> tuple[int, bytes]:
         """The last position and its hash (0 and the genesis hash when empty)."""
 

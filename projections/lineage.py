@@ -18,6 +18,7 @@ produces exactly the live rows.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -455,9 +456,7 @@ class LineageProjection:
             e.iss, e.sub, e.before, e.by, e.reason, position,
         )
         await self._revoke(
-            tx, position, e,
-            "origin_iss = $1 AND origin_sub = $2 AND issued_at < CAST($3 AS DOUBLE PRECISION)",
-            e.iss, e.sub, e.before,
+            tx, position, e, SUBJECT_CUT, e.iss, e.sub, _issued_before(e.before)
         )
 
     async def _client_revoked(self, tx: Tx, position: int, e: ClientRevoked) -> None:
@@ -469,9 +468,30 @@ class LineageProjection:
             "before = CASE WHEN excluded.before > revoked_clients.before THEN excluded.before ELSE revoked_clients.before END",
             e.client_id, e.before, e.by, e.reason, position,
         )
-        await self._revoke(
-            tx, position, e, "client_id = $1 AND issued_at < CAST($2 AS DOUBLE PRECISION)", e.client_id, e.before
-        )
+        await self._revoke(tx, position, e, CLIENT_CUT, e.client_id, _issued_before(e.before))
+
+
+#: the tokens a subject revocation marks directly: ``$3`` is :func:`_issued_before` of its cut
+SUBJECT_CUT = "origin_iss = $1 AND origin_sub = $2 AND issued_at < $3"
+#: the tokens a client revocation marks directly: ``$2`` is :func:`_issued_before` of its cut
+CLIENT_CUT = "client_id = $1 AND issued_at < $2"
+
+
+def _issued_before(before: float) -> int:
+    """The whole second that ``issued_at < before`` means for whole-second ``issued_at``: ``ceil(before)``.
+
+    Compared as integers, the lineage's ``(…, issued_at)`` indexes bound the scan; compared
+    with a double, PostgreSQL casts every ``issued_at`` and reads all of the client's or
+    subject's tokens (≈15 ms under the append lock for a client with 30,000).
+    """
+    if math.isnan(before):
+        return _BIGINT_MIN  # nothing is issued before NaN
+    if math.isinf(before):
+        return _BIGINT_MAX if before > 0 else _BIGINT_MIN
+    return min(max(math.ceil(before), _BIGINT_MIN), _BIGINT_MAX)
+
+
+_BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
 
 
 def _chunks(items: list[str], size: int = 500) -> list[list[str]]:

@@ -35,6 +35,7 @@ async def test_append_and_read_back(store) -> None:
     assert await store.read_all(2, limit=1) == [b]
     assert await store.read_stream("s2") == [b, c]
     assert await store.read_stream("nope") == []
+    assert await store.last_in_stream("s2") == c and await store.last_in_stream("nope") is None
     assert await store.head() == (3, c.hash)
     assert c.event == revoked("c")
 

@@ -91,3 +91,26 @@ async def test_the_lineage_lookup_finds_revoked_subjects_by_index(pg_dsn: str) -
         assert "revoked_subjects_sub" in plan and "Seq Scan on revoked_subjects" not in plan, plan
     finally:
         await store.close()
+
+
+async def test_a_client_or_subject_revocation_reads_only_the_tokens_it_revokes(pg_dsn: str) -> None:
+    """The rows a subject or client revocation marks are found through the lineage's (…, issued_at) indexes,
+    bounded by the cut: a client with many tokens is not read in full under the append lock."""
+    from projections.lineage import CLIENT_CUT, SUBJECT_CUT, _issued_before
+
+    store = await _open(pg_dsn)
+    try:
+        await store.fetch(
+            "INSERT INTO lineage (jti, root_jti, depth, subject_iss, subject_sub, origin_iss, origin_sub, client_id, "
+            "audience, scope, issued_at, expires_at, position) SELECT 'j' || g, 'j' || g, 1, 'https://idp', 'u' || (g % 50), "
+            "'https://idp', 'u' || (g % 50), 'busy', 'api', '', 1000000 + g, 2000000 + g, g FROM generate_series(1, 20000) g"
+        )
+        await store.fetch("ANALYZE lineage")
+        for sql, args in (
+            (f"SELECT jti FROM lineage WHERE {CLIENT_CUT}", ("busy", _issued_before(1_000_100.5))),
+            (f"SELECT jti FROM lineage WHERE {SUBJECT_CUT}", ("https://idp", "u7", _issued_before(1_000_100.5))),
+        ):
+            plan = "\n".join(r[0] for r in await store.fetch("EXPLAIN " + sql, *args))
+            assert "Index" in plan and "issued_at <" in plan.split("Index Cond:")[1].split("\n")[0], plan
+    finally:
+        await store.close()
