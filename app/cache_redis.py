@@ -41,7 +41,8 @@ FAIL_CLOSED_WAIT = 1.0
 #: of requests at once (the concurrent rate-limit calls of one instance share one round trip).
 #: Requests are judged in order, each seeing the tokens the earlier ones took; a request passes
 #: only if every one of its buckets allows it, and only then takes a token from each. Same
-#: semantics as :func:`app.cache.gcra_all` applied request after request.
+#: semantics as :func:`app.cache.gcra_all` applied request after request (a bucket one request names
+#: twice takes one token, as there).
 #: KEYS are the batch's buckets, each once. ARGV[1] is one string of integers (one argument, not
 #: dozens: redis-py packs each argument in Python): per request its bucket count, then per bucket
 #: (index into KEYS, interval, tolerance). Returns each request's wait (µs, 0 when allowed).
@@ -52,7 +53,11 @@ local stored = redis.call('MGET', unpack(KEYS))
 local tats, written, order, results = {}, {}, {}, {}
 for i = 1, #KEYS do tats[i] = tonumber(stored[i]) or now end
 local n = {}
-for v in string.gmatch(ARGV[1], '%d+') do n[#n + 1] = tonumber(v) end
+for v in string.gmatch(ARGV[1], '%S+') do
+  local number = tonumber(v)
+  if number == nil then return redis.error_reply('baton: ARGV holds a non-number') end
+  n[#n + 1] = number
+end
 local a, r = 1, 0
 while a <= #n do
   local count = n[a]
@@ -66,9 +71,13 @@ while a <= #n do
   if wait > 0 then
     results[r] = math.max(wait, 1000)
   else
+    -- from the request's own view of each bucket: a bucket it names twice gives one token
+    local taken = {}
     for b = a, a + 3 * (count - 1), 3 do
-      local key = n[b]
-      tats[key] = math.max(tats[key], now) + n[b + 1]
+      taken[n[b]] = math.max(tats[n[b]], now) + n[b + 1]
+    end
+    for key, tat in pairs(taken) do
+      tats[key] = tat
       if not written[key] then
         written[key] = true
         order[#order + 1] = key
@@ -78,6 +87,7 @@ while a <= #n do
   end
   a = a + 3 * count
 end
+if a ~= #n + 1 then return redis.error_reply('baton: ARGV does not match its counts') end
 for _, key in ipairs(order) do
   redis.call('SET', KEYS[key], string.format('%.0f', tats[key]), 'PX', math.ceil((tats[key] - now) / 1000))
 end
@@ -89,10 +99,11 @@ return results
 #: named twice in a batch has one winner: the first).
 NX_LUA = """
 local created, i = {}, 0
-for ttl in string.gmatch(ARGV[1], '%d+') do
+for ttl in string.gmatch(ARGV[1], '%S+') do
   i = i + 1
   if redis.call('SET', KEYS[i], '1', 'PX', ttl, 'NX') then created[i] = 1 else created[i] = 0 end
 end
+if i ~= #KEYS then return redis.error_reply('baton: one TTL per marker') end
 return created
 """
 

@@ -7,7 +7,6 @@ a JWT, so no token, assertion or secret ever reaches a log line.
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 import sys
@@ -33,18 +32,14 @@ def _json_line(event_dict: dict[str, Any], **_kw: Any) -> bytes:
     return _encode_json(event_dict)
 
 
-@functools.lru_cache(maxsize=1024)
-def _sensitive(key: str) -> bool:
-    # field names come from Baton's code, a small fixed set: each is judged once
-    return key.lower() in SENSITIVE_KEYS
-
-
 def redact(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     """structlog processor: remove secrets and JWT-shaped strings from a log event."""
-    for key, value in event_dict.items():
-        if _sensitive(key):
+    for key in list(event_dict):
+        if key.lower() in SENSITIVE_KEYS:
             event_dict[key] = "[redacted]"
-        elif isinstance(value, str) and "eyJ" in value:
+            continue
+        value = event_dict[key]
+        if isinstance(value, str) and "eyJ" in value:
             event_dict[key] = _JWT_LIKE.sub("[redacted-jwt]", value)
     return event_dict
 
@@ -57,16 +52,16 @@ class _UtcStamper:
     """
 
     def __init__(self) -> None:
-        self._second = -1
-        self._prefix = ""
+        # the second and its text as one value: threads that log (to_thread, SQLite's writer) read a matching pair
+        self._cached = (-1, "")
 
     def __call__(self, _logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
         now = time.time()
         second = int(now)
-        if second != self._second:
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-            self._second = second
-        event_dict["timestamp"] = f"{self._prefix}.{int((now - second) * 1_000_000):06d}Z"
+        cached = self._cached
+        if cached[0] != second:
+            cached = self._cached = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+        event_dict["timestamp"] = f"{cached[1]}.{int((now - second) * 1_000_000):06d}Z"
         return event_dict
 
 

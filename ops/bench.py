@@ -398,8 +398,8 @@ def _ceiling(setup: BenchSetup, tokens: Tokens, options: Options, config: dict[s
     port = free_port()
     path = setup.write_config({**config, "server": {**config["server"], "port": port}}, "ceiling.toml")
     server = ceiling_process(path, f"http://127.0.0.1:{port}")
-    server.start()
     try:
+        server.start()
         work = workload("impersonation", setup, tokens, 0)
         if options.warmup > 0:
             run_load(server.url, work, max(options.concurrencies), options.warmup, options.load_generator)
@@ -470,8 +470,8 @@ def run(options: Options) -> dict[str, Any]:
                 server = baton_process(path, f"http://127.0.0.1:{port}")
                 options.log(f"{backend.name}: baton serve on {server.url} (workers={options.workers}, "
                             f"{options.worker_class}), load generator {options.load_generator}")
-                server.start()
                 try:
+                    server.start()
                     issue_baton_tokens(server.url, setup, tokens, options.chains)
                     rows += _run_scenarios(backend.name, server.url, setup, tokens, options, server, backend)
                 finally:

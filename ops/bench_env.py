@@ -288,15 +288,19 @@ class ServerProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(self.argv, stdout=log, stderr=log, env=self.env,
                                      cwd=Path(__file__).resolve().parent.parent)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.argv[0]} exited with {self.proc.returncode}: {self.tail()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.url + self.ready_path, timeout=1).status_code == 200:
-                    return
-            time.sleep(0.1)
-        raise RuntimeError(f"server on {self.url} not ready: {self.tail()}")
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"{self.argv[0]} exited with {self.proc.returncode}: {self.tail()}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(self.url + self.ready_path, timeout=1).status_code == 200:
+                        return
+                time.sleep(0.1)
+            raise RuntimeError(f"server on {self.url} not ready: {self.tail()}")
+        except BaseException:  # not ready, or the bench itself is stopping: no server outlives it
+            self.stop()
+            raise
 
     def tail(self) -> str:
         """The end of the server's log."""

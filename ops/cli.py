@@ -77,12 +77,15 @@ def stopped_cleanly_on(*signals: signal.Signals) -> Iterator[None]:
     """
 
     def stop(signum: int, _frame: object) -> None:
+        for sig in previous:  # a second signal must not cut the clean-up short (SIGKILL still does)
+            signal.signal(sig, signal.SIG_IGN)
         raise SystemExit(128 + signum)
 
     if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
         yield
         return
-    previous = {sig: signal.signal(sig, stop) for sig in signals}
+    # a signal the caller set aside (``nohup`` ignores SIGHUP) stays as it was
+    previous = {sig: signal.signal(sig, stop) for sig in signals if signal.getsignal(sig) is signal.SIG_DFL}
     try:
         yield
     finally:

@@ -2,7 +2,8 @@
 
 A database made by an earlier release keeps its B-trees: opening it must never
 rebuild an index of a large table (the DDL runs under the append lock, within
-the command timeout).
+the command timeout). A new index (``revoked_subjects (sub)``) is built once,
+by ``baton migrate`` or the first open after the upgrade.
 """
 
 from __future__ import annotations
