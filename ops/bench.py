@@ -7,7 +7,9 @@ tokens two exchanges deep, client assertions), then for every scenario and
 concurrency drives the server with wrk (or the built-in generator) and reads
 server CPU from ``/proc``, database transactions and Redis round trips around
 the run. The ceiling (:mod:`ops.bench_ceiling`) runs under the same hypercorn
-settings in the same invocation; every figure is also given as a ratio to it.
+settings in the same invocation, before the first backend and after each one;
+every figure is also given as a ratio to the mean of the ceilings either side of
+its backend.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -414,6 +417,30 @@ def _ceiling(setup: BenchSetup, tokens: Tokens, options: Options, config: dict[s
         server.stop()
 
 
+def _mean_ceiling(runs: list[dict[int, Row]]) -> dict[int, Row]:
+    """The ceiling per concurrency over several measurements: rates, latencies and CPU averaged, counts summed."""
+    merged: dict[int, Row] = {}
+    for connections in sorted({c for run in runs for c in run}):
+        rows = [run[connections] for run in runs if connections in run]
+
+        def mean(name: str, rows: list[Row] = rows) -> float | None:
+            values = [getattr(r, name) for r in rows if getattr(r, name) is not None]
+            return sum(values) / len(values) if values else None
+
+        statuses: dict[str, int] = {}
+        for r in rows:
+            for status, count in r.statuses.items():
+                statuses[status] = statuses.get(status, 0) + count
+        merged[connections] = dataclasses.replace(
+            rows[0],
+            exchanges_per_s=mean("exchanges_per_s") or 0.0, p50_ms=mean("p50_ms") or 0.0,
+            p95_ms=mean("p95_ms") or 0.0, p99_ms=mean("p99_ms") or 0.0, server_cpu_cores=mean("server_cpu_cores"),
+            cpu_us_per_exchange=mean("cpu_us_per_exchange"),
+            requests=sum(r.requests for r in rows), errors=sum(r.errors for r in rows), statuses=statuses,
+        )
+    return merged
+
+
 def _ratios(rows: list[Row], ceiling: dict[int, Row]) -> None:
     def ratio(a: float | None, b: float | None) -> float | None:
         return round(a / b, 3) if a is not None and b else None
@@ -453,19 +480,28 @@ def run(options: Options) -> dict[str, Any]:
         stack.enter_context(setup.issuer.serving())
         tokens = mint_tokens(setup, options.users)
         rows: list[Row] = []
-        ceiling: dict[int, Row] = {}
-        config_for_ceiling: dict[str, Any] | None = None
+        # the ceiling is measured before the first backend and after each one; a backend's ratios are to the
+        # mean of the ceilings either side of it, so a VM that speeds up or slows down during the run (seen:
+        # ±30 % within five minutes) does not skew them
+        ceiling_config = setup.config(port=0, store_url="sqlite:///unused", cache_url="memory://",
+                                      workers=options.workers, worker_class=options.worker_class)
+        ceilings: list[dict[int, Row]] = []
+
+        def bracket(measured: list[Row]) -> list[Row]:
+            if options.ceiling:
+                ceilings.append(_ceiling(setup, tokens, options, ceiling_config))
+                _ratios(measured, _mean_ceiling(ceilings[-2:]))
+            return measured
+
+        bracket([])
         if options.target:
             options.log(f"target {options.target}")
             issue_baton_tokens(options.target, setup, tokens, options.chains)
-            rows += _run_scenarios("target", options.target, setup, tokens, options, None, None)
-            config_for_ceiling = setup.config(port=0, store_url="sqlite:///unused", cache_url="memory://",
-                                              workers=options.workers, worker_class=options.worker_class)
+            rows += bracket(_run_scenarios("target", options.target, setup, tokens, options, None, None))
         else:
             for backend in stack.enter_context(backends(options, workdir)):
                 port = free_port()
                 config = _server_config(setup, options, backend, port)
-                config_for_ceiling = config
                 path = setup.write_config(config, f"baton-{backend.name.replace('+', '-')}.toml")
                 server = baton_process(path, f"http://127.0.0.1:{port}")
                 options.log(f"{backend.name}: baton serve on {server.url} (workers={options.workers}, "
@@ -473,12 +509,11 @@ def run(options: Options) -> dict[str, Any]:
                 try:
                     server.start()
                     issue_baton_tokens(server.url, setup, tokens, options.chains)
-                    rows += _run_scenarios(backend.name, server.url, setup, tokens, options, server, backend)
+                    measured = _run_scenarios(backend.name, server.url, setup, tokens, options, server, backend)
                 finally:
                     server.stop()
-        if options.ceiling and config_for_ceiling is not None:
-            ceiling = _ceiling(setup, tokens, options, config_for_ceiling)
-            _ratios(rows, ceiling)
+                rows += bracket(measured)
+        ceiling = _mean_ceiling(ceilings)
     return {
         "machine": machine(),
         "settings": {
@@ -487,6 +522,8 @@ def run(options: Options) -> dict[str, Any]:
             "generator": options.load_generator, "target": options.target,
         },
         "ceiling": {str(c): asdict(r) for c, r in ceiling.items()},
+        # every ceiling measurement in order (before the first backend, then after each): the VM's drift
+        "ceiling_runs": [{str(c): r.exchanges_per_s for c, r in run.items()} for run in ceilings],
         "results": [asdict(r) for r in rows],
         "elapsed_s": round(time.monotonic() - started, 1),
     }
@@ -513,6 +550,11 @@ def table(report: dict[str, Any]) -> str:
             f"{_fmt(r['redis_round_trips_per_exchange'], '.2f'):>6} "
             f"{_fmt(r.get('key_cache_hit_rate'), '.1%'):>6} {_fmt(ratio, '.2f'):>6}"
         )
+    runs = report.get("ceiling_runs") or []
+    if len(runs) > 1:
+        for connections in report["ceiling"]:
+            rates = ", ".join(f"{run[connections]:.0f}" for run in runs if connections in run)
+            lines.append(f"ceiling at c={connections}, before the first backend and after each: {rates} /s")
     m = report["machine"]
     lines.append(f"machine: {m['cpu']} ×{m['cores']}, {m['memory']}, Python {m['python']}; "
                  f"generator {report['settings']['generator']}; {report['elapsed_s']} s")

@@ -286,8 +286,9 @@ class ServerProcess:
     def start(self, timeout: float = 60.0) -> None:
         """Start and wait until ``ready_path`` answers 200."""
         log = self.log_path.open("ab")
+        # a process group of its own: hypercorn's workers are stopped with it even if its master dies first
         self.proc = subprocess.Popen(self.argv, stdout=log, stderr=log, env=self.env,
-                                     cwd=Path(__file__).resolve().parent.parent)
+                                     cwd=Path(__file__).resolve().parent.parent, start_new_session=True)
         try:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
@@ -314,17 +315,21 @@ class ServerProcess:
         return process_tree(self.proc.pid) if self.proc is not None else []
 
     def stop(self) -> None:
-        """SIGTERM, then SIGKILL after a grace period."""
-        if self.proc is None or self.proc.poll() is not None:
+        """SIGTERM to the server's process group, then SIGKILL to whatever of it is left after a grace period.
+
+        The group, not the master alone: a master stopped while it was still starting its workers
+        (before hypercorn handles SIGTERM) would leave them running, orphaned.
+        """
+        if self.proc is None:
             return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            for pid in reversed(self.pids()):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            self.proc.wait(5)
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(15)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(5)
 
 
 def baton_process(config_path: Path, url: str) -> ServerProcess:

@@ -3,6 +3,7 @@ no Baton server still running, no throwaway database on the PostgreSQL server.""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -39,27 +40,32 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def _cmdline(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
+def _started_from(workdir: Path) -> list[int]:
+    """Processes whose command line or environment names ``workdir`` (Baton's ``serve`` and its workers)."""
+    mark = str(workdir).encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                if mark in Path(f"/proc/{entry}/cmdline").read_bytes() or mark in Path(f"/proc/{entry}/environ").read_bytes():
+                    found.append(int(entry))
+            except OSError:
+                continue
+    return [pid for pid in found if _alive(pid)]
 
 
-def _left_running(tree: dict[int, bytes]) -> list[int]:
-    """The processes of ``tree`` still running, after a moment to exit; killed, so a failure leaves no orphans.
-
-    A pid counts only while it runs the same command line: one reused by another process is not ours.
-    """
+def _left_running(workdir: Path) -> list[int]:
+    """The bench's servers still running, after a moment to exit; killed, so a failure leaves no orphans."""
     time.sleep(0.5)
-    alive = [pid for pid, cmdline in tree.items() if _alive(pid) and _cmdline(pid) == cmdline]
+    alive = _started_from(workdir)
     for pid in alive:
-        os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     return alive
 
 
-def _terminate_once_serving(argv: list[str], cwd: Path) -> tuple[int, dict[int, bytes]]:
-    """Start the bench, SIGTERM it once its Baton serves, and return its exit code and the processes it had."""
+def _terminate_once_serving(argv: list[str], cwd: Path) -> tuple[int, list[int]]:
+    """Start the bench, SIGTERM it once it starts its Baton, and return its exit code and the processes it had."""
     log = cwd / "bench.err"
     with log.open("w") as err:
         bench = subprocess.Popen([sys.executable, "-m", "ops.cli", "bench", *argv], cwd=cwd, stdout=subprocess.DEVNULL,
@@ -69,7 +75,7 @@ def _terminate_once_serving(argv: list[str], cwd: Path) -> tuple[int, dict[int, 
         while "baton serve on" not in log.read_text():
             assert bench.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
             time.sleep(0.2)
-        tree = {pid: _cmdline(pid) for pid in process_tree(bench.pid)}
+        tree = process_tree(bench.pid)
         bench.send_signal(signal.SIGTERM)
         code = bench.wait(timeout=60)
     finally:
@@ -82,11 +88,10 @@ def _terminate_once_serving(argv: list[str], cwd: Path) -> tuple[int, dict[int, 
 def test_a_terminated_bench_stops_the_servers_it_started(tmp_path: Path) -> None:
     # SIGTERM comes while the bench waits for its Baton to be ready (the log line comes first), and the
     # kept work directory is not deleted under that server
-    code, tree = _terminate_once_serving(
-        ["--quick", "--duration", "5", "--no-ceiling", "--workdir", str(tmp_path / "work")], tmp_path
-    )
-    assert len(tree) > 1  # the bench had started Baton (and its workers)
-    assert _left_running(tree) == []
+    work = tmp_path / "work"
+    code, tree = _terminate_once_serving(["--quick", "--duration", "5", "--no-ceiling", "--workdir", str(work)], tmp_path)
+    assert len(tree) > 1  # the bench had started Baton
+    assert _left_running(work) == []
     assert code == 128 + signal.SIGTERM
 
 
@@ -95,10 +100,11 @@ def test_a_terminated_bench_stops_the_servers_it_started(tmp_path: Path) -> None
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the process tree from /proc")
 def test_a_terminated_bench_drops_its_database(tmp_path: Path, pg_dsn: str, redis_url: str) -> None:
     before = _bench_databases()
-    code, tree = _terminate_once_serving(
+    work = tmp_path / "work"
+    code, _ = _terminate_once_serving(
         ["--quick", "--duration", "5", "--no-ceiling", "--no-embedded", "--scenarios", "impersonation",
-         "--pg", PG_URL, "--redis", redis_url], tmp_path,
+         "--pg", PG_URL, "--redis", redis_url, "--workdir", str(work)], tmp_path,
     )
-    assert _left_running(tree) == []
+    assert _left_running(work) == []
     assert code == 128 + signal.SIGTERM
     assert not _bench_databases() - before

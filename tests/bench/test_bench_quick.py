@@ -55,6 +55,11 @@ def test_ceiling_machine_and_table_are_reported(report: tuple[dict, str]) -> Non
     """The ceiling is measured in the same run, the machine is described, and the table lists every row."""
     data, stdout = report
     assert data["ceiling"]["32"]["exchanges_per_s"] > 0
+    # measured before the (one, embedded) backend and after it; the reported ceiling is their mean
+    runs = [run["32"] for run in data["ceiling_runs"]]
+    assert len(runs) == 2 and all(rate > 0 for rate in runs)
+    assert abs(data["ceiling"]["32"]["exchanges_per_s"] - sum(runs) / 2) < 1e-6
+    assert "ceiling at c=32, before the first backend and after each:" in stdout
     assert data["machine"]["cores"] >= 1 and data["machine"]["cpu"] is not None
     assert data["settings"]["generator"] in ("wrk", "builtin")
     for scenario in (*SCENARIOS, "verify+sign only"):
