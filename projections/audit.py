@@ -36,6 +36,8 @@ from eventstore import (
     placeholders,
 )
 
+from . import audit_time
+
 #: an ``act`` chain deeper than this is cut (Baton's own depth limits are far lower)
 MAX_ACT_NESTING = 64
 
@@ -323,11 +325,11 @@ class AuditProjection:
 
     name = "audit"
     #: its many-row INSERTs (``baton migrate`` makes their row types, see :mod:`eventstore.pg_bulk`)
-    bulk_inserts: tuple[str, ...] = (*_INSERTS.values(), _UPSERT_SUBJECT)
+    bulk_inserts: tuple[str, ...] = (*_INSERTS.values(), _UPSERT_SUBJECT, audit_time.MARK_INSERT, audit_time.COVER_UPSERT)
 
     def schema(self, dialect: str) -> list[str]:
         """The DDL for ``dialect``: the same tables, columns and keys on SQLite and PostgreSQL."""
-        statements = [statement.format(**_DIALECT[dialect]) for statement in SCHEMA]
+        statements = [statement.format(**_DIALECT[dialect]) for statement in SCHEMA] + audit_time.SCHEMA
         return statements + (_POSTGRESQL_ONLY if dialect == "postgresql" else [])
 
     async def apply(self, tx: Tx, records: Sequence[RecordedEvent]) -> None:
@@ -336,6 +338,7 @@ class AuditProjection:
         for record in records:
             if record.event_type in _TRACKED:
                 batch.add(record.position, record.event)
+        await audit_time.mark(tx, {view: getattr(batch, view) for view in audit_time.VIEWS})
         for key, sql in _INSERTS.items():
             await tx.executemany(sql, getattr(batch, key))
         await tx.executemany(
@@ -349,7 +352,7 @@ class AuditProjection:
 
     async def reset(self, tx: Tx) -> None:
         """Empty every audit table."""
-        for table in TABLES:
+        for table in (*TABLES, *audit_time.TABLES):
             await tx.execute(f"DELETE FROM {table}")
 
 

@@ -20,6 +20,7 @@ import msgspec
 from eventstore import EventStore, placeholders
 
 from .audit import act_chain
+from .audit_time import START_SQL, since_second
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -109,6 +110,8 @@ class _Where:
     def __init__(self) -> None:
         self.clauses: list[str] = []
         self.args: list[Any] = []
+        #: the view and second whose time mark bounds the first position of a ``since`` filter
+        self.start: tuple[str, int] | None = None
 
     def arg(self, value: Any) -> str:
         self.args.append(value)
@@ -122,9 +125,10 @@ class _Where:
         if value is not None:
             self.add(f"e.{column} = {{}}", value)
 
-    def time_range(self, since: float | None, until: float | None) -> None:
+    def time_range(self, view: str, since: float | None, until: float | None) -> None:
         if since is not None:
             self.add("e.at >= {}", since)
+            self.start = (view, since_second(since))
         if until is not None:
             self.add("e.at < {}", until)
 
@@ -155,6 +159,9 @@ async def _page(
     """
     check_page(after, limit)
     where.add(f"{drive}.position > {{}}", after)
+    if where.start is not None:  # no row with at >= since comes before its time mark (projections/audit_time.py)
+        view, second = where.start
+        where.clauses.append(f"{drive}.position >= " + START_SQL.format(view=where.arg(view), second=where.arg(second)))
     select = ", ".join(f"e.{c}" for c in columns)
     sql = f"SELECT {select} FROM {source} WHERE {where.sql()} ORDER BY {drive}.position LIMIT {where.arg(limit + 1)}"
     rows = await store.fetch(sql, *where.args)
@@ -209,7 +216,7 @@ async def exchanges(
     where = _Where().eqs(
         subject_sub=subject_sub, subject_iss=subject_iss, client_id=client_id, kind=kind, issued_jti=jti
     )
-    where.time_range(since, until)
+    where.time_range("exchanges", since, until)
     source, drive = "audit_exchanges e", "e"
     if audience is not None:
         source += " JOIN audit_exchange_audiences au ON au.position = e.position"
@@ -254,7 +261,7 @@ async def denied(
     where = _Where().eqs(
         subject_sub=subject_sub, subject_iss=subject_iss, client_id=client_id, reason=reason, event=event
     )
-    where.time_range(since, until)
+    where.time_range("denied", since, until)
     return await _page(store, "audit_denied e", DENIED_COLUMNS, where, after, limit, _denied_item)
 
 
@@ -289,7 +296,7 @@ async def revocations(
     where = _Where().eqs(
         kind=kind, jti=jti, subject_sub=subject_sub, subject_iss=subject_iss, client_id=client_id
     )
-    where.time_range(since, until)
+    where.time_range("revocations", since, until)
     return await _page(store, "audit_revocations e", REVOCATION_COLUMNS, where, after, limit, _revocation_item)
 
 

@@ -115,3 +115,40 @@ async def test_a_client_or_subject_revocation_reads_only_the_tokens_it_revokes(p
             assert "Index" in plan and "issued_at <" in plan.split("Index Cond:")[1].split("\n")[0], plan
     finally:
         await store.close()
+
+
+async def test_a_time_filtered_audit_list_starts_at_its_time_mark(pg_dsn: str) -> None:
+    """``since`` a minute before the newest of 30,000 rows: the list starts from the time mark (the primary key
+    range begins there), instead of reading every older row to drop it."""
+    from projections import audit_queries as q
+
+    store = await _open(pg_dsn)
+    try:
+        await store.fetch(
+            "INSERT INTO audit_exchanges (position, at, request_id, client_id, kind, subject_iss, subject_sub, "
+            "subject_token_type, issued_jti, root_jti, depth, audience, resource, scope, issued_at, expires_at) "
+            "SELECT g, 1.8e9 + g / 10.0, 'r' || g, 'web', 'delegation', 'https://idp', 'alice', 'at', 'j' || g, "
+            "'j' || g, 1, 'api', '', 'read', 1800000000 + g / 10, 1800000300 + g / 10 FROM generate_series(1, 30000) g"
+        )
+        await store.fetch(  # what the runner keeps: where each second's rows begin
+            "INSERT INTO audit_time_marks (view, second, first_position) "
+            "SELECT 'exchanges', 1800000000 + s, s * 10 FROM generate_series(1, 3000) s"
+        )
+        await store.fetch("ANALYZE audit_exchanges")
+        await store.fetch("ANALYZE audit_time_marks")
+        sent: list[tuple[str, tuple]] = []
+        original = store.fetch
+
+        async def recording(sql: str, *args):
+            sent.append((sql, args))
+            return await original(sql, *args)
+
+        store.fetch = recording  # type: ignore[method-assign]
+        page = await q.exchanges(store, since=1.8e9 + 2940.0, limit=50)
+        store.fetch = original  # type: ignore[method-assign]
+        assert [i["position"] for i in page["items"]] == list(range(29400, 29450))
+        ((sql, args),) = sent
+        plan = "\n".join(r[0] for r in await store.fetch("EXPLAIN (ANALYZE, COSTS OFF) " + sql, *args))
+        assert "audit_time_marks" in plan and "Rows Removed by Filter" not in plan, plan
+    finally:
+        await store.close()
