@@ -83,13 +83,21 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(float(ts), UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+#: the epoch seconds of 0001-01-01 and 9999-12-31T23:59:59Z: what a time filter may name
+_EARLIEST, _LATEST = -62_135_596_800.0, 253_402_300_799.0
+
+
 def parse_time(value: str) -> float:
-    """Epoch seconds from ``1700000000`` or ``2026-11-23T14:00:00Z`` (naive times are UTC)."""
+    """Epoch seconds from ``1700000000`` or ``2026-11-23T14:00:00Z`` (naive times are UTC); years 1–9999 only."""
     text = value.strip()
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
         pass
+    else:
+        if not _EARLIEST <= seconds <= _LATEST:  # also refuses inf and nan
+            raise ValueError(f"time out of range: {text[:40]}")
+        return seconds
     moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)

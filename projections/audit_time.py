@@ -15,6 +15,11 @@ only err low (a smaller position is always safe). ``audit_time_cover`` remembers
 far the marks account for each view; rows beyond it that this runner did not write
 (rows from before marks existed, or written by an older release during a rolling
 upgrade) are folded in, by their greatest ``at``, before the next marks are made.
+
+The running maximum only grows: one event stamped far in the future (a host with a
+wrong clock) stops new marks for its view until real time passes it, and ``since``
+filters meanwhile start from that event's mark or earlier — correct, but slower
+again as rows accumulate.
 """
 
 from __future__ import annotations
@@ -66,9 +71,16 @@ START_SQL = (
 )
 
 
+_BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
+
+
 def since_second(since: float) -> int:
-    """The whole second a ``since`` filter looks its mark up by."""
-    return math.floor(since)
+    """The whole second a ``since`` filter looks its mark up by (or a row's ``at`` is marked at), as a bigint."""
+    if math.isnan(since) or since == math.inf:
+        return _BIGINT_MAX  # nothing is at or after it: the newest mark is as good as any
+    if since == -math.inf:
+        return _BIGINT_MIN
+    return min(max(math.floor(since), _BIGINT_MIN), _BIGINT_MAX)
 
 
 async def mark(tx: Tx, rows_by_view: Mapping[str, Sequence[Sequence[Any]]]) -> None:
@@ -88,12 +100,12 @@ async def mark(tx: Tx, rows_by_view: Mapping[str, Sequence[Sequence[Any]]]) -> N
         through = 0 if stored_through is None else int(stored_through)
         running = -math.inf if stored_running is None else int(stored_running)
         if unmarked is not None:  # rows this runner did not mark: they hold the running maximum this high
-            second = math.floor(unmarked)
+            second = since_second(unmarked)
             if second > running:
                 marks.append((view, second, through + 1))
                 running = second
         for row in rows:
-            second = math.floor(row[1])
+            second = since_second(row[1])
             if second > running:
                 marks.append((view, second, int(row[0])))
                 running = second

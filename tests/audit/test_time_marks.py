@@ -8,6 +8,7 @@ mix, a ``since`` filter gives what filtering every row would give.
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Any
 
@@ -91,13 +92,66 @@ async def test_a_since_filter_returns_exactly_the_rows_at_or_after_it(store, mon
             assert await _all_positions(store, view, since) == expected, (view, since)
 
 
-async def test_marks_only_ever_err_low(store) -> None:
-    """Every mark's position has no earlier row of its view at or after its second."""
+def _expected_marks(events: list[tuple[str, Any]], unmarked: range = range(0)) -> list[tuple[str, int, int]]:
+    """Where the running maximum of each view's whole seconds rises; rows in ``unmarked`` (1-based positions)
+    were written without marks and count, by their greatest second, from the first position after the marked
+    rows before them."""
+    expected: list[tuple[str, int, int]] = []
+    for view in LISTS:
+        rows = [(p, math.floor(e.at)) for p, (v, e) in enumerate(events, start=1) if v == view]
+        running, through, folded = -math.inf, 0, False
+        for position, second in rows:
+            if position in unmarked:
+                continue
+            if unmarked and not folded and position > unmarked.start:
+                folded = True
+                gap = [s for p, s in rows if p in unmarked]
+                if gap and max(gap) > running:
+                    running = max(gap)
+                    expected.append((view, running, through + 1))
+            if second > running:
+                running = second
+                expected.append((view, second, position))
+            through = position
+    return sorted(expected)
+
+
+@pytest.mark.parametrize("history", ["marked throughout", "an older runner in between"])
+async def test_marks_are_where_the_running_maximum_reaches_a_new_second(store, monkeypatch, history: str) -> None:
+    """The runner's marks are exactly where each view's running maximum of ``at`` reaches a new whole second
+    (unmarked rows folded in where the marked ones resume): as early as is safe, not merely safe."""
     events = _events(random.Random(99), 60)
+    runner = await _runner(store)
+    await append(store, [event for _, event in events[:20]])
+    await _catch_up(runner, 5)
+    await append(store, [event for _, event in events[20:40]])
+    if history == "an older runner in between":
+        async def unmarked(_tx, _rows):
+            return None
+
+        with monkeypatch.context() as patch:
+            patch.setattr(audit_time, "mark", unmarked)
+            await _catch_up(runner, 5)
+    else:
+        await _catch_up(runner, 5)
+    await append(store, [event for _, event in events[40:]])
+    await _catch_up(runner, 5)
+    marks = sorted(tuple(r) for r in await store.fetch("SELECT view, second, first_position FROM audit_time_marks"))
+    gap = range(21, 41) if history == "an older runner in between" else range(0)
+    assert marks == _expected_marks(events, gap)
+
+
+@pytest.mark.parametrize("text", ["inf", "-inf", "nan", "1e19", "-1e19"])
+def test_a_time_beyond_the_calendar_is_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        q.parse_time(text)
+
+
+@pytest.mark.parametrize(("since", "count"), [(math.inf, 0), (-math.inf, None), (math.nan, 0), (1e300, 0), (-1e300, None)])
+async def test_extreme_since_values_filter_without_failing(store, since: float, count: int | None) -> None:
+    """Called directly (not through the API's parsing), an extreme ``since`` filters like the comparison says."""
+    events = _events(random.Random(7), 20)
     await append(store, [event for _, event in events])
-    await _catch_up(await _runner(store), 5)
-    marks = await store.fetch("SELECT view, second, first_position FROM audit_time_marks ORDER BY view, second")
-    assert marks, "the runner made no marks"
-    for view, second, first_position in marks:
-        earlier = [e.at for p, (v, e) in enumerate(events, start=1) if v == view and p < first_position]
-        assert all(at < second for at in earlier), (view, second, first_position)
+    await _catch_up(await _runner(store), 7)
+    exchanges = sum(1 for v, _ in events if v == "exchanges")
+    assert len(await _all_positions(store, "exchanges", since)) == (exchanges if count is None else count)
