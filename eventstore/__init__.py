@@ -14,7 +14,7 @@ from .events import (
     decode_event,
     encode_event,
 )
-from .store import EventStore, InlineProjection, RecordedEvent, Tx, placeholders
+from .store import EventStore, InlineProjection, RecordedEvent, Tx, bigint_seconds, placeholders
 from .types import ANY, NO_STREAM, STREAM_EXISTS
 
 
@@ -62,5 +62,6 @@ __all__ = [
     "decode_event",
     "encode_event",
     "open_store",
+    "bigint_seconds",
     "placeholders",
 ]

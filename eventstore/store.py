@@ -8,6 +8,7 @@ commits (or not) together with the events.
 
 from __future__ import annotations
 
+import math
 import functools
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
@@ -55,6 +56,22 @@ class PendingEvent(msgspec.Struct, frozen=True, kw_only=True):
 def placeholders(start: int, count: int) -> str:
     """``count`` numbered parameters from ``$start``, comma-separated: ``placeholders(3, 2) == "$3, $4"``."""
     return ", ".join(f"${i}" for i in range(start, start + count))
+
+
+_BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
+
+
+def bigint_seconds(seconds: float, *, up: bool = False) -> int:
+    """``seconds`` as whole seconds, rounded down (or ``up``), within a SQL ``BIGINT``; NaN as the lowest.
+
+    For comparing whole-second columns with an integer parameter, which their indexes serve
+    (against a double, PostgreSQL casts every row); infinities and huge values clamp.
+    """
+    if math.isnan(seconds):
+        return _BIGINT_MIN
+    if math.isinf(seconds):
+        return _BIGINT_MAX if seconds > 0 else _BIGINT_MIN
+    return min(max(math.ceil(seconds) if up else math.floor(seconds), _BIGINT_MIN), _BIGINT_MAX)
 
 
 @runtime_checkable

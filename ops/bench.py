@@ -482,7 +482,7 @@ def run(options: Options) -> dict[str, Any]:
         rows: list[Row] = []
         # the ceiling is measured before the first backend and after each one; a backend's ratios are to the
         # mean of the ceilings either side of it, so a VM that speeds up or slows down during the run (seen:
-        # ±30 % within five minutes) does not skew them
+        # −13 % within six minutes) does not skew them
         ceiling_config = setup.config(port=0, store_url="sqlite:///unused", cache_url="memory://",
                                       workers=options.workers, worker_class=options.worker_class)
         ceilings: list[dict[int, Row]] = []

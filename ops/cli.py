@@ -101,9 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 2
-    if getattr(args, "handles_signals", False):  # a server: it drains on SIGTERM itself
-        return int(func(args) or 0)
-    with stopped_cleanly_on(signal.SIGTERM, signal.SIGHUP):
+    # a server drains on SIGTERM itself
+    signals = () if getattr(args, "handles_signals", False) else (signal.SIGTERM, signal.SIGHUP)
+    with stopped_cleanly_on(*signals):
         return int(func(args) or 0)
 
 

@@ -28,7 +28,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from eventstore.store import Tx
+from eventstore.store import Tx, bigint_seconds
 
 #: the views that keep marks, and their tables
 VIEWS = {"exchanges": "audit_exchanges", "denied": "audit_denied", "revocations": "audit_revocations"}
@@ -64,23 +64,17 @@ _STATE = "SELECT " + ", ".join(
     for n, (view, table) in enumerate(VIEWS.items(), start=1)
 )
 
-#: the position a ``since`` filter on a view can start from (``$1`` the view, ``$2`` ``floor(since)``)
+#: the position a ``since`` filter on a view can start from (``{view}`` and ``{second}``: parameters naming the
+#: view and :func:`since_second` of ``since``)
 START_SQL = (
     "COALESCE((SELECT m.first_position FROM audit_time_marks m WHERE m.view = {view} AND m.second <= {second} "
     "ORDER BY m.second DESC LIMIT 1), 0)"
 )
 
 
-_BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
-
-
 def since_second(since: float) -> int:
     """The whole second a ``since`` filter looks its mark up by (or a row's ``at`` is marked at), as a bigint."""
-    if math.isnan(since) or since == math.inf:
-        return _BIGINT_MAX  # nothing is at or after it: the newest mark is as good as any
-    if since == -math.inf:
-        return _BIGINT_MIN
-    return min(max(math.floor(since), _BIGINT_MIN), _BIGINT_MAX)
+    return bigint_seconds(since)
 
 
 async def mark(tx: Tx, rows_by_view: Mapping[str, Sequence[Sequence[Any]]]) -> None:
