@@ -19,7 +19,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -293,8 +293,29 @@ async def write_batch(
                 ]
 
 
+class BatchLock(Protocol):
+    """A backend's append lock, taken for each batch before it is gathered (:class:`eventstore.lock_ahead.LockAhead`)."""
+
+    def pending(self) -> bool:
+        """True while the next batch's lock is being taken or is held for it."""
+        ...
+
+    def wanted(self) -> None:
+        """Appends wait behind the batch being written: start taking the lock for the next one."""
+        ...
+
+    async def take(self) -> None:
+        """Return once the next batch holds the lock (or taking it failed: the flush then reports that)."""
+        ...
+
+
 class GroupCommitter:
-    """Coalesces concurrent appends into batches written by one writer task."""
+    """Coalesces concurrent appends into batches written by one writer task.
+
+    With a ``lock``, each batch is gathered only once its lock is held, and the
+    next batch's lock is asked for while the current batch is being written
+    (``lock.wanted``) whenever appends are waiting behind it.
+    """
 
     def __init__(
         self,
@@ -303,8 +324,11 @@ class GroupCommitter:
         max_batch: int = 256,
         max_wait: float = 0.0,
         on_batch: Callable[[int, float], None] | None = None,
+        lock: BatchLock | None = None,
     ) -> None:
         self._flush = flush
+        self._lock = lock  # None: the flush takes the backend's lock itself
+        self._writing = False
         self._max_batch = max_batch
         self._max_wait = max_wait
         self.on_batch = on_batch
@@ -334,6 +358,8 @@ class GroupCommitter:
         if self._task is None or self._task.done():
             self.start()
         self._queue.put_nowait(item)
+        if self._writing and self._lock is not None:
+            self._lock.wanted()
         if self._queue.qsize() >= self._max_batch - 1:  # the writer holds one more: a gathering batch is full
             self._full.set()
         return await item.future
@@ -342,7 +368,8 @@ class GroupCommitter:
         while True:
             first = await self._queue.get()
             batch = [first]
-            if self._max_wait > 0 and self._queue.qsize() < self._max_batch - 1:
+            lock_pending = self._lock is not None and self._lock.pending()
+            if self._max_wait > 0 and not lock_pending and self._queue.qsize() < self._max_batch - 1:
                 # one wait for the whole window (not one per arriving append), cut short by a full batch
                 self._full.clear()
                 try:
@@ -350,9 +377,12 @@ class GroupCommitter:
                         await self._full.wait()
                 except TimeoutError:
                     pass
+            started = time.perf_counter()
+            if self._lock is not None:
+                await self._lock.take()  # what arrives while the lock is awaited joins this batch
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            started = time.perf_counter()
+            self._writing = True
             try:
                 await self._flush(batch)
             except StoreError as exc:
@@ -363,6 +393,8 @@ class GroupCommitter:
                 failure.__cause__ = exc
                 for item in batch:
                     item.result, item.error = None, failure
+            finally:
+                self._writing = False
             if self.on_batch is not None:
                 self.on_batch(len(batch), time.perf_counter() - started)
             for item in batch:

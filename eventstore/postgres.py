@@ -6,7 +6,9 @@ and assigns ``head + 1 …`` (:func:`eventstore.batch.write_batch`). The lock is
 released only after COMMIT is visible, so positions are gap-free and commit
 order equals position order across every Baton instance sharing the schema: a
 reader following ``position > last`` can never skip a late commit. Group
-commit pays that lock once per batch, not once per event.
+commit pays that lock once per batch, not once per event, and asks for the next
+batch's lock while the current batch is written (:mod:`eventstore.lock_ahead`),
+so a batch's own path is three round trips: the state read, the inserts, COMMIT.
 
 Failure: connect, acquire and command timeouts are bounded, so with the
 database down ``append`` and ``fetch`` raise :class:`StoreUnavailable` instead
@@ -27,6 +29,7 @@ import asyncpg
 from .base import StoreBase
 from .batch import EVENTS_INSERT, GroupCommitter, PendingAppend, write_batch
 from .errors import StoreUnavailable
+from .lock_ahead import LockAhead
 from .migrate import ensure_current, migrate
 from .pg_bulk import BulkInserts, create_row_types
 from .store import InlineProjection
@@ -138,7 +141,8 @@ class PostgresEventStore(StoreBase):
         self._pool: asyncpg.Pool | None = None
         self._lock_key = 0
         self._schema = ""
-        self._committer = GroupCommitter(self._flush, max_batch=max_batch, max_wait=max_wait)
+        self._lock_ahead: LockAhead[asyncpg.Connection] = LockAhead(self._begin_locked, self._abandon)
+        self._committer = GroupCommitter(self._flush, max_batch=max_batch, max_wait=max_wait, lock=self._lock_ahead)
         self._bulk = BulkInserts(self._connection)
 
     async def open(self) -> None:
@@ -177,6 +181,7 @@ class PostgresEventStore(StoreBase):
 
     async def close(self) -> None:
         await self._committer.stop()
+        await self._lock_ahead.drop()
         await self._drop_pool()
 
     async def _drop_pool(self) -> None:
@@ -235,6 +240,56 @@ class PostgresEventStore(StoreBase):
 
         return unlisten
 
+    async def _begin(self, *, write_lock: bool) -> asyncpg.Connection:
+        """A pooled connection inside a new transaction, holding the append lock if asked."""
+        pool = self._require_pool()
+        try:
+            conn = await pool.acquire(timeout=self._connect_timeout)
+        except Exception as exc:
+            if is_transient(exc):
+                raise StoreUnavailable(f"PostgreSQL unavailable: {type(exc).__name__}") from exc
+            raise
+        try:
+            # BEGIN and the lock travel as one simple query: one round trip fewer per group commit.
+            # READ COMMITTED whatever the server's default: each statement must see what committed before
+            # it, e.g. the chain head after the lock wait (a repeatable-read snapshot would predate the wait)
+            await conn.execute(f"{_BEGIN}; SELECT pg_advisory_xact_lock({self._lock_key:d})" if write_lock else _BEGIN)
+        except BaseException as exc:
+            await self._abandon(conn)
+            if isinstance(exc, Exception) and is_transient(exc):
+                raise StoreUnavailable(f"PostgreSQL unavailable: {type(exc).__name__}") from exc
+            raise
+        return conn
+
+    async def _begin_locked(self) -> asyncpg.Connection:
+        return await self._begin(write_lock=True)
+
+    async def _abandon(self, conn: asyncpg.Connection) -> None:
+        """Roll back ``conn``'s transaction (if it can) and give it back to the pool."""
+        if not conn.is_closed():
+            # a dead or timed-out connection cannot roll back; the pool discards it
+            with contextlib.suppress(Exception):
+                await conn.execute("ROLLBACK")
+        with contextlib.suppress(Exception):
+            await self._require_pool().release(conn, timeout=self._command_timeout)
+
+    @asynccontextmanager
+    async def _finish(self, conn: asyncpg.Connection) -> AsyncIterator[_PgTx]:
+        """Run the body in ``conn``'s open transaction: COMMIT after it, ROLLBACK on error; then release."""
+        try:
+            tx = _PgTx(conn, self._bulk)
+            yield tx
+            await tx.flush()
+            await conn.execute("COMMIT")
+        except BaseException as exc:
+            await self._abandon(conn)
+            if isinstance(exc, Exception) and is_transient(exc):
+                raise StoreUnavailable(f"PostgreSQL unavailable: {type(exc).__name__}") from exc
+            raise
+        # committed: a failure to give the connection back is the pool's (it discards the connection)
+        with contextlib.suppress(Exception):
+            await self._require_pool().release(conn, timeout=self._command_timeout)
+
     @asynccontextmanager
     async def transaction(self, *, write_lock: bool = True) -> AsyncIterator[_PgTx]:
         """A transaction, committed on success, rolled back on error.
@@ -244,22 +299,8 @@ class PostgresEventStore(StoreBase):
         only writes its own tables may pass ``write_lock=False`` so that it
         does not stall appends.
         """
-        async with self._connection() as conn:
-            try:
-                # BEGIN and the lock travel as one simple query: one round trip fewer per group commit.
-                # READ COMMITTED whatever the server's default: each statement must see what committed before
-                # it, e.g. the chain head after the lock wait (a repeatable-read snapshot would predate the wait)
-                await conn.execute(f"{_BEGIN}; SELECT pg_advisory_xact_lock({self._lock_key:d})" if write_lock else _BEGIN)
-                tx = _PgTx(conn, self._bulk)
-                yield tx
-                await tx.flush()
-                await conn.execute("COMMIT")
-            except BaseException:
-                if not conn.is_closed():
-                    # a dead or timed-out connection cannot roll back; the pool discards it
-                    with contextlib.suppress(Exception):
-                        await conn.execute("ROLLBACK")
-                raise
+        async with self._finish(await self._begin(write_lock=write_lock)) as tx:
+            yield tx
 
     async def _flush(self, batch: list[PendingAppend]) -> None:
         try:
@@ -275,7 +316,9 @@ class PostgresEventStore(StoreBase):
             await self._write(batch)
 
     async def _write(self, batch: list[PendingAppend]) -> None:
-        async with self.transaction() as tx:
+        # the transaction opened ahead for this batch (see LockAhead), else one of its own
+        conn = await self._lock_ahead.claim() or await self._begin_locked()
+        async with self._finish(conn) as tx:
             await write_batch(tx, batch, self._projections)
 
     async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
