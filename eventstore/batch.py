@@ -297,11 +297,11 @@ class BatchLock(Protocol):
     """A backend's append lock, taken for each batch before it is gathered (:class:`eventstore.lock_ahead.LockAhead`)."""
 
     def pending(self) -> bool:
-        """True while the next batch's lock is being taken or is held for it."""
+        """True while the next batch's lock is being taken or is held for it: no gathering window is needed."""
         ...
 
     def wanted(self) -> None:
-        """Appends wait behind the batch being written: start taking the lock for the next one."""
+        """An append was queued: ask for the next batch's lock now, if that is due."""
         ...
 
     async def take(self) -> None:
@@ -312,9 +312,9 @@ class BatchLock(Protocol):
 class GroupCommitter:
     """Coalesces concurrent appends into batches written by one writer task.
 
-    With a ``lock``, each batch is gathered only once its lock is held, and the
-    next batch's lock is asked for while the current batch is being written
-    (``lock.wanted``) whenever appends are waiting behind it.
+    With a ``lock``, each batch is gathered only once its lock is held (what
+    arrives during the wait joins it), and every queued append tells the lock,
+    which asks for the next batch's while the current one is being written.
     """
 
     def __init__(
@@ -328,7 +328,6 @@ class GroupCommitter:
     ) -> None:
         self._flush = flush
         self._lock = lock  # None: the flush takes the backend's lock itself
-        self._writing = False
         self._max_batch = max_batch
         self._max_wait = max_wait
         self.on_batch = on_batch
@@ -353,12 +352,16 @@ class GroupCommitter:
             pass
         self._task = None
 
+    def queued(self) -> int:
+        """Appends waiting for the next batch."""
+        return self._queue.qsize()
+
     async def submit(self, item: PendingAppend) -> list[RecordedEvent]:
         """Queue an append and wait until it is durable (or refused)."""
         if self._task is None or self._task.done():
             self.start()
         self._queue.put_nowait(item)
-        if self._writing and self._lock is not None:
+        if self._lock is not None:
             self._lock.wanted()
         if self._queue.qsize() >= self._max_batch - 1:  # the writer holds one more: a gathering batch is full
             self._full.set()
@@ -382,7 +385,6 @@ class GroupCommitter:
                 await self._lock.take()  # what arrives while the lock is awaited joins this batch
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            self._writing = True
             try:
                 await self._flush(batch)
             except StoreError as exc:
@@ -393,8 +395,6 @@ class GroupCommitter:
                 failure.__cause__ = exc
                 for item in batch:
                     item.result, item.error = None, failure
-            finally:
-                self._writing = False
             if self.on_batch is not None:
                 self.on_batch(len(batch), time.perf_counter() - started)
             for item in batch:

@@ -38,6 +38,8 @@ from .store import InlineProjection
 #: 08 connection, 40 transaction rollback, 53 resources, 57 operator intervention
 _TRANSIENT_CLASSES = ("08", "40", "53", "57")
 _BEGIN = "BEGIN ISOLATION LEVEL READ COMMITTED"
+#: the smallest pool with which the group commit asks for the next batch's lock ahead (see LockAhead)
+_POOL_FOR_LOCK_AHEAD = 3
 #: channel notified after each commit that appended events (payload: the schema), see migration 0003
 NOTIFY_CHANNEL = "baton_events"
 
@@ -55,7 +57,9 @@ def is_transient(exc: BaseException) -> bool:
 
 def _lost_connection(exc: BaseException) -> bool:
     """An established connection died (terminated, server restart): a retry on a fresh one may succeed."""
-    if isinstance(exc, (asyncpg.ConnectionDoesNotExistError, asyncpg.exceptions.AdminShutdownError)):
+    # InternalClientError: asyncpg's state after its backend was terminated between two statements
+    lost = (asyncpg.ConnectionDoesNotExistError, asyncpg.exceptions.AdminShutdownError, asyncpg.InternalClientError)
+    if isinstance(exc, lost):
         return True
     return isinstance(exc, asyncpg.PostgresError) and str(getattr(exc, "sqlstate", "") or "").startswith("08")
 
@@ -68,6 +72,28 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     (``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``) would only add a
     round trip and a transaction to every read.
     """
+
+
+class _Session:
+    """A connection taken from a pool, given back to that same pool (even if the store closed meanwhile)."""
+
+    __slots__ = ("conn", "pool")
+
+    def __init__(self, pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
+        self.pool = pool
+        self.conn = conn
+
+    def usable(self) -> bool:
+        """False once the connection died: it cannot roll back, and the pool discards it."""
+        try:
+            return not self.conn.is_closed()
+        except asyncpg.InterfaceError:  # a dying connection is handed back to its pool by asyncpg itself
+            return False
+
+    async def release(self, timeout: float) -> None:
+        # a failure to give it back is the pool's: it terminates and replaces the connection
+        with contextlib.suppress(Exception):
+            await self.pool.release(self.conn, timeout=timeout)
 
 
 class _PgTx:
@@ -141,8 +167,17 @@ class PostgresEventStore(StoreBase):
         self._pool: asyncpg.Pool | None = None
         self._lock_key = 0
         self._schema = ""
-        self._lock_ahead: LockAhead[asyncpg.Connection] = LockAhead(self._begin_locked, self._abandon)
-        self._committer = GroupCommitter(self._flush, max_batch=max_batch, max_wait=max_wait, lock=self._lock_ahead)
+        # the lock taken ahead needs a second connection while a batch is written, and one spare for the
+        # rest (row-type lookups, reads): smaller pools take the lock batch by batch
+        self._lock_ahead: LockAhead[_Session] = LockAhead(
+            self._begin_locked,
+            self._abandon,
+            lambda: self._committer.queued() > 0,
+            ahead=pool_max >= _POOL_FOR_LOCK_AHEAD,
+        )
+        self._committer = GroupCommitter(
+            self._flush, max_batch=max_batch, max_wait=max_wait, lock=self._lock_ahead
+        )
         self._bulk = BulkInserts(self._connection)
 
     async def open(self) -> None:
@@ -240,11 +275,11 @@ class PostgresEventStore(StoreBase):
 
         return unlisten
 
-    async def _begin(self, *, write_lock: bool) -> asyncpg.Connection:
+    async def _begin(self, *, write_lock: bool) -> _Session:
         """A pooled connection inside a new transaction, holding the append lock if asked."""
         pool = self._require_pool()
         try:
-            conn = await pool.acquire(timeout=self._connect_timeout)
+            session = _Session(pool, await pool.acquire(timeout=self._connect_timeout))
         except Exception as exc:
             if is_transient(exc):
                 raise StoreUnavailable(f"PostgreSQL unavailable: {type(exc).__name__}") from exc
@@ -253,42 +288,42 @@ class PostgresEventStore(StoreBase):
             # BEGIN and the lock travel as one simple query: one round trip fewer per group commit.
             # READ COMMITTED whatever the server's default: each statement must see what committed before
             # it, e.g. the chain head after the lock wait (a repeatable-read snapshot would predate the wait)
-            await conn.execute(f"{_BEGIN}; SELECT pg_advisory_xact_lock({self._lock_key:d})" if write_lock else _BEGIN)
+            await session.conn.execute(
+                f"{_BEGIN}; SELECT pg_advisory_xact_lock({self._lock_key:d})" if write_lock else _BEGIN
+            )
         except BaseException as exc:
-            await self._abandon(conn)
+            await self._abandon(session)
             if isinstance(exc, Exception) and is_transient(exc):
                 raise StoreUnavailable(f"PostgreSQL unavailable: {type(exc).__name__}") from exc
             raise
-        return conn
+        return session
 
-    async def _begin_locked(self) -> asyncpg.Connection:
+    async def _begin_locked(self) -> _Session:
         return await self._begin(write_lock=True)
 
-    async def _abandon(self, conn: asyncpg.Connection) -> None:
-        """Roll back ``conn``'s transaction (if it can) and give it back to the pool."""
-        if not conn.is_closed():
-            # a dead or timed-out connection cannot roll back; the pool discards it
-            with contextlib.suppress(Exception):
-                await conn.execute("ROLLBACK")
-        with contextlib.suppress(Exception):
-            await self._require_pool().release(conn, timeout=self._command_timeout)
+    async def _abandon(self, session: _Session) -> None:
+        """Roll back the session's transaction (if it can) and give its connection back to its pool."""
+        try:
+            if session.usable():
+                with contextlib.suppress(Exception):
+                    await session.conn.execute("ROLLBACK")
+        finally:
+            await session.release(self._command_timeout)
 
     @asynccontextmanager
-    async def _finish(self, conn: asyncpg.Connection) -> AsyncIterator[_PgTx]:
-        """Run the body in ``conn``'s open transaction: COMMIT after it, ROLLBACK on error; then release."""
+    async def _finish(self, session: _Session) -> AsyncIterator[_PgTx]:
+        """Run the body in the session's open transaction: COMMIT after it, ROLLBACK on error; then release."""
         try:
-            tx = _PgTx(conn, self._bulk)
+            tx = _PgTx(session.conn, self._bulk)
             yield tx
             await tx.flush()
-            await conn.execute("COMMIT")
+            await session.conn.execute("COMMIT")
         except BaseException as exc:
-            await self._abandon(conn)
+            await self._abandon(session)
             if isinstance(exc, Exception) and is_transient(exc):
                 raise StoreUnavailable(f"PostgreSQL unavailable: {type(exc).__name__}") from exc
             raise
-        # committed: a failure to give the connection back is the pool's (it discards the connection)
-        with contextlib.suppress(Exception):
-            await self._require_pool().release(conn, timeout=self._command_timeout)
+        await session.release(self._command_timeout)
 
     @asynccontextmanager
     async def transaction(self, *, write_lock: bool = True) -> AsyncIterator[_PgTx]:
@@ -316,10 +351,18 @@ class PostgresEventStore(StoreBase):
             await self._write(batch)
 
     async def _write(self, batch: list[PendingAppend]) -> None:
-        # the transaction opened ahead for this batch (see LockAhead), else one of its own
-        conn = await self._lock_ahead.claim() or await self._begin_locked()
-        async with self._finish(conn) as tx:
-            await write_batch(tx, batch, self._projections)
+        try:
+            session = await self._lock_ahead.hold()
+        except StoreUnavailable as exc:
+            # opened ahead on a connection that died since (a server restart kills both): begin anew
+            if exc.__cause__ is None or not _lost_connection(exc.__cause__):
+                raise
+            session = await self._lock_ahead.hold()
+        try:
+            async with self._finish(session) as tx:
+                await write_batch(tx, batch, self._projections)
+        finally:
+            self._lock_ahead.released()
 
     async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         async with self._connection() as conn:

@@ -33,7 +33,8 @@ class FakeDatabase:
         self.writing = asyncio.Event()  # set while a flush is inside its batch
         self.hold = asyncio.Event()  # a flush waits for this before it commits
         self.hold.set()
-        self.ahead: LockAhead[int] = LockAhead(self.begin, self.abandon)
+        self.committer: GroupCommitter | None = None
+        self.ahead: LockAhead[int] = LockAhead(self.begin, self.abandon, lambda: self.committer.queued() > 0)
 
     async def begin(self) -> int:
         self.begins += 1
@@ -47,8 +48,7 @@ class FakeDatabase:
         self.lock.release()
 
     async def flush(self, batch: list[PendingAppend]) -> None:
-        conn = await self.ahead.claim()
-        assert conn is not None, "every batch is begun through the lock taken ahead"
+        await self.ahead.hold()
         assert self.lock.locked()
         try:
             self.batches.append([item.event_ids[0] for item in batch])
@@ -58,11 +58,13 @@ class FakeDatabase:
                 item.result = []
         finally:
             self.writing.clear()
-            self.lock.release()
+            self.lock.release()  # COMMIT
+            self.ahead.released()
 
 
 def _committer(db: FakeDatabase, **kwargs: float) -> GroupCommitter:
-    committer = GroupCommitter(db.flush, max_batch=256, lock=db.ahead, **kwargs)  # type: ignore[arg-type]
+    committer = GroupCommitter(db.flush, lock=db.ahead, **kwargs)  # type: ignore[arg-type]
+    db.committer = committer
     committer.start()
     return committer
 
@@ -110,6 +112,7 @@ async def test_appends_arriving_while_the_lock_is_awaited_join_the_batch() -> No
     appends += [asyncio.ensure_future(committer.submit(_pending(n))) for n in range(1, 6)]
     await asyncio.sleep(0.01)
     assert db.batches == []
+    assert db.begins == 1, "while a batch's own begin waits, no second one goes out"
     db.lock.release()
     await asyncio.wait_for(asyncio.gather(*appends), 5)
     await committer.stop()
@@ -119,8 +122,7 @@ async def test_appends_arriving_while_the_lock_is_awaited_join_the_batch() -> No
 async def test_the_gathering_window_is_skipped_when_the_lock_is_already_asked_for() -> None:
     """batch_wait_ms grows batches by waiting; an append whose lock is already on its way need not wait."""
     db = FakeDatabase()
-    committer = GroupCommitter(db.flush, max_batch=2, max_wait=60.0, lock=db.ahead)
-    committer.start()
+    committer = _committer(db, max_batch=2, max_wait=60.0)
     db.hold.clear()
     full = [asyncio.ensure_future(committer.submit(_pending(n))) for n in range(2)]  # a full batch: no window
     await asyncio.wait_for(db.writing.wait(), 5)
@@ -155,9 +157,43 @@ async def test_drop_gives_back_a_lock_taken_ahead_and_never_used() -> None:
     assert db.abandoned == [1] and not db.lock.locked() and not db.ahead.pending()
 
     await db.lock.acquire()  # held elsewhere: the next begin waits
-    db.ahead.wanted()
+    taking = asyncio.ensure_future(db.ahead.take())
     await asyncio.sleep(0.01)
+    assert db.begins == 2 and db.ahead.pending()
     await db.ahead.drop()
+    await taking
     assert db.abandoned == [1] and not db.ahead.pending()
     db.lock.release()
     assert not db.lock.locked()
+
+
+async def test_a_full_batch_asks_for_the_next_lock_at_once() -> None:
+    """Appends left queued behind a full batch need no further submit to have the next lock asked for."""
+    db = FakeDatabase()
+    committer = _committer(db, max_batch=2)
+    db.hold.clear()
+    appends = [asyncio.ensure_future(committer.submit(_pending(n))) for n in range(5)]
+    await asyncio.wait_for(db.writing.wait(), 5)
+    await asyncio.sleep(0)
+    assert db.batches == [["e-0", "e-1"]] and db.begins == 2
+    db.hold.set()
+    await asyncio.wait_for(asyncio.gather(*appends), 5)
+    await committer.stop()
+    assert db.batches == [["e-0", "e-1"], ["e-2", "e-3"], ["e-4"]] and not db.lock.locked()
+
+
+async def test_without_lock_ahead_each_batch_begins_its_own() -> None:
+    """``ahead=False`` (a pool too small for a second connection): no begin goes out before its batch."""
+    db = FakeDatabase()
+    db.ahead = LockAhead(db.begin, db.abandon, lambda: True, ahead=False)
+    committer = _committer(db)
+    db.hold.clear()
+    first = asyncio.ensure_future(committer.submit(_pending(0)))
+    await asyncio.wait_for(db.writing.wait(), 5)
+    later = [asyncio.ensure_future(committer.submit(_pending(n))) for n in range(1, 3)]
+    await asyncio.sleep(0.01)
+    assert db.begins == 1 and not db.ahead.pending()
+    db.hold.set()
+    await asyncio.wait_for(asyncio.gather(first, *later), 5)
+    await committer.stop()
+    assert db.begins == 2 and db.batches == [["e-0"], ["e-1", "e-2"]]
