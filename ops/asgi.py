@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from ops.serving import CONFIG_ENV
+from ops.serving import CONFIG_ENV, end_with_master
 
 from app.config import load_config
 from app.logs import configure_logging
@@ -20,6 +20,7 @@ _path = os.environ.get(CONFIG_ENV)
 if not _path:
     raise RuntimeError("BATON_CONFIG must name Baton's configuration file (baton.toml)")
 
+end_with_master()
 _config = load_config(_path)
 configure_logging(_config.logging.level, _config.logging.format)
 app = create_app(_config)

@@ -93,11 +93,38 @@ def _create_key_files(config: Config) -> None:
         raise ConfigError(f"signing.keys: cannot create key files next to {config.signing.keys}: {exc.strerror}") from exc
 
 
+#: the pid of the ``baton serve`` process whose workers these are (see :func:`end_with_master`)
+MASTER_ENV = "BATON_MASTER_PID"
+_PR_SET_PDEATHSIG = 1
+
+
 def _serve_workers(hc: HypercornConfig, config_path: str | Path) -> int:
     from hypercorn.run import run
 
     os.environ[CONFIG_ENV] = str(Path(config_path).resolve())
+    os.environ[MASTER_ENV] = str(os.getpid())
     return run(hc)
+
+
+def end_with_master() -> None:
+    """In a worker of ``baton serve``: have the kernel send SIGTERM when the master dies, even by SIGKILL.
+
+    hypercorn's master stops its workers on SIGTERM and SIGINT, but a master killed
+    outright (OOM killer, ``kill -9``) would leave them serving on its port with
+    no one to stop them. Linux only (``prctl(PR_SET_PDEATHSIG)``); elsewhere, and
+    outside ``baton serve``, nothing is done. A master that died before the call
+    is caught by comparing the parent with the pid it left in the environment.
+    """
+    master = os.environ.get(MASTER_ENV)
+    if not master or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        return  # not permitted here (a seccomp profile): the master's own SIGTERM handling still applies
+    if os.getppid() != int(master):
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _check_listen(hc: HypercornConfig) -> None:

@@ -15,6 +15,7 @@ import pytest
 
 from ops.bench_env import process_tree
 from tests.conftest import PG_URL
+from tests.support.processes import alive
 
 
 def _bench_databases() -> set[str]:
@@ -32,14 +33,6 @@ def _bench_databases() -> set[str]:
     return asyncio.run(names())
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def _started_from(workdir: Path) -> list[int]:
     """Processes whose command line or environment names ``workdir`` (Baton's ``serve`` and its workers)."""
     mark = str(workdir).encode()
@@ -51,17 +44,17 @@ def _started_from(workdir: Path) -> list[int]:
                     found.append(int(entry))
             except OSError:
                 continue
-    return [pid for pid in found if _alive(pid)]
+    return [pid for pid in found if alive(pid)]
 
 
 def _left_running(workdir: Path) -> list[int]:
     """The bench's servers still running, after a moment to exit; killed, so a failure leaves no orphans."""
     time.sleep(0.5)
-    alive = _started_from(workdir)
-    for pid in alive:
+    running = _started_from(workdir)
+    for pid in running:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    return alive
+    return running
 
 
 def _terminate_once_serving(argv: list[str], cwd: Path) -> tuple[int, list[int]]:
