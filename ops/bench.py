@@ -7,9 +7,10 @@ tokens two exchanges deep, client assertions), then for every scenario and
 concurrency drives the server with wrk (or the built-in generator) and reads
 server CPU from ``/proc``, database transactions and Redis round trips around
 the run. The ceiling (:mod:`ops.bench_ceiling`) runs under the same hypercorn
-settings in the same invocation, before the first backend and after each one;
-every figure is also given as a ratio to the mean of the ceilings either side of
-its backend.
+settings in the same invocation, as a server of its own kept up for the whole
+run and measured before the first scenario and after each one; every figure is
+also given as a ratio to the mean of the two ceiling measurements either side of
+its scenario.
 """
 
 from __future__ import annotations
@@ -381,40 +382,60 @@ def _assertions_needed(options: Options) -> int:
 
 
 def _run_scenarios(name: str, url: str, setup: BenchSetup, tokens: Tokens, options: Options,
-                   server: ServerProcess | None, backend: Backend | None) -> list[Row]:
+                   server: ServerProcess | None, backend: Backend | None,
+                   bracket: Callable[[list[Row]], None]) -> list[Row]:
+    """Every scenario at every concurrency; ``bracket`` gets each scenario's rows as soon as they are measured."""
     rows: list[Row] = []
     for scenario in options.scenarios:
         work = workload(scenario, setup, tokens, _assertions_needed(options) if scenario == "private_key_jwt" else 0)
         if options.warmup > 0 and not work.single_use:
             run_load(url, work, max(options.concurrencies), options.warmup, options.load_generator)
+        measured: list[Row] = []
         for connections in options.concurrencies:
             if work.single_use:  # fresh assertions for every run
                 work = workload(scenario, setup, tokens, _assertions_needed(options))
             row = measure(name, scenario, url, work, connections, options, server, backend)
             options.log(f"  {name:15} {scenario:16} c={connections:<4} {row.exchanges_per_s:>9.1f}/s "
                         f"p99 {row.p99_ms:7.2f} ms  errors {row.errors}")
-            rows.append(row)
+            measured.append(row)
+        bracket(measured)
+        rows += measured
     return rows
 
 
-def _ceiling(setup: BenchSetup, tokens: Tokens, options: Options, config: dict[str, Any]) -> dict[int, Row]:
-    port = free_port()
-    path = setup.write_config({**config, "server": {**config["server"], "port": port}}, "ceiling.toml")
-    server = ceiling_process(path, f"http://127.0.0.1:{port}")
-    try:
-        server.start()
-        work = workload("impersonation", setup, tokens, 0)
+class Ceiling:
+    """The bare verify+sign server, up for the whole run, measured between scenarios.
+
+    Each measurement is appended to :attr:`runs`; :meth:`bracket` measures it again
+    and gives the rows of the scenario just run their ratios to the mean of the
+    measurements either side of them.
+    """
+
+    def __init__(self, setup: BenchSetup, tokens: Tokens, options: Options, config: dict[str, Any]) -> None:
+        port = free_port()
+        path = setup.write_config({**config, "server": {**config["server"], "port": port}}, "ceiling.toml")
+        self.server = ceiling_process(path, f"http://127.0.0.1:{port}")
+        self.options = options
+        self.work = workload("impersonation", setup, tokens, 0)
+        self.runs: list[dict[int, Row]] = []
+
+    def measure(self) -> None:
+        """One measurement at every concurrency, after a warm-up (which also lets Baton's background work settle)."""
+        options = self.options
         if options.warmup > 0:
-            run_load(server.url, work, max(options.concurrencies), options.warmup, options.load_generator)
+            run_load(self.server.url, self.work, max(options.concurrencies), options.warmup, options.load_generator)
         result: dict[int, Row] = {}
         for connections in options.concurrencies:
-            row = measure("ceiling", "ceiling", server.url, work, connections, options, server, None)
+            row = measure("ceiling", "ceiling", self.server.url, self.work, connections, options, self.server, None)
             options.log(f"  {'ceiling':15} {'verify+sign':16} c={connections:<4} {row.exchanges_per_s:>9.1f}/s "
                         f"p99 {row.p99_ms:7.2f} ms  errors {row.errors}")
             result[connections] = row
-        return result
-    finally:
-        server.stop()
+        self.runs.append(result)
+
+    def bracket(self, rows: list[Row]) -> None:
+        """Measure again, then set ``rows``' ratios to the mean of this measurement and the one before."""
+        self.measure()
+        _ratios(rows, _mean_ceiling(self.runs[-2:]))
 
 
 def _mean_ceiling(runs: list[dict[int, Row]]) -> dict[int, Row]:
@@ -480,24 +501,23 @@ def run(options: Options) -> dict[str, Any]:
         stack.enter_context(setup.issuer.serving())
         tokens = mint_tokens(setup, options.users)
         rows: list[Row] = []
-        # the ceiling is measured before the first backend and after each one; a backend's ratios are to the
-        # mean of the ceilings either side of it, so a VM that speeds up or slows down during the run (seen:
-        # −13 % within six minutes) does not skew them
-        ceiling_config = setup.config(port=0, store_url="sqlite:///unused", cache_url="memory://",
-                                      workers=options.workers, worker_class=options.worker_class)
-        ceilings: list[dict[int, Row]] = []
-
-        def bracket(measured: list[Row]) -> list[Row]:
-            if options.ceiling:
-                ceilings.append(_ceiling(setup, tokens, options, ceiling_config))
-                _ratios(measured, _mean_ceiling(ceilings[-2:]))
-            return measured
-
-        bracket([])
+        # the ceiling is measured before the first scenario and after each one; a scenario's ratios are to the
+        # mean of the measurements either side of it, so a VM that speeds up or slows down during the run (seen:
+        # twice as fast within a minute) does not skew them
+        ceiling = None
+        if options.ceiling:
+            ceiling = Ceiling(setup, tokens, options, setup.config(
+                port=0, store_url="sqlite:///unused", cache_url="memory://",
+                workers=options.workers, worker_class=options.worker_class,
+            ))
+            ceiling.server.start()
+            stack.callback(ceiling.server.stop)
+            ceiling.measure()
+        bracket = ceiling.bracket if ceiling is not None else (lambda rows: None)
         if options.target:
             options.log(f"target {options.target}")
             issue_baton_tokens(options.target, setup, tokens, options.chains)
-            rows += bracket(_run_scenarios("target", options.target, setup, tokens, options, None, None))
+            rows += _run_scenarios("target", options.target, setup, tokens, options, None, None, bracket)
         else:
             for backend in stack.enter_context(backends(options, workdir)):
                 port = free_port()
@@ -509,11 +529,11 @@ def run(options: Options) -> dict[str, Any]:
                 try:
                     server.start()
                     issue_baton_tokens(server.url, setup, tokens, options.chains)
-                    measured = _run_scenarios(backend.name, server.url, setup, tokens, options, server, backend)
+                    rows += _run_scenarios(backend.name, server.url, setup, tokens, options, server, backend, bracket)
                 finally:
                     server.stop()
-                rows += bracket(measured)
-        ceiling = _mean_ceiling(ceilings)
+        ceilings = ceiling.runs if ceiling is not None else []
+        mean_ceiling = _mean_ceiling(ceilings)
     return {
         "machine": machine(),
         "settings": {
@@ -521,8 +541,8 @@ def run(options: Options) -> dict[str, Any]:
             "duration_s": options.duration, "concurrencies": options.concurrencies, "users": options.users,
             "generator": options.load_generator, "target": options.target,
         },
-        "ceiling": {str(c): asdict(r) for c, r in ceiling.items()},
-        # every ceiling measurement in order (before the first backend, then after each): the VM's drift
+        "ceiling": {str(c): asdict(r) for c, r in mean_ceiling.items()},
+        # every ceiling measurement in order (before the first scenario, then after each): the VM's drift
         "ceiling_runs": [{str(c): r.exchanges_per_s for c, r in run.items()} for run in ceilings],
         "results": [asdict(r) for r in rows],
         "elapsed_s": round(time.monotonic() - started, 1),
@@ -554,7 +574,7 @@ def table(report: dict[str, Any]) -> str:
     if len(runs) > 1:
         for connections in report["ceiling"]:
             rates = ", ".join(f"{run[connections]:.0f}" for run in runs if connections in run)
-            lines.append(f"ceiling at c={connections}, before the first backend and after each: {rates} /s")
+            lines.append(f"ceiling at c={connections}, before the first scenario and after each: {rates} /s")
     m = report["machine"]
     lines.append(f"machine: {m['cpu']} ×{m['cores']}, {m['memory']}, Python {m['python']}; "
                  f"generator {report['settings']['generator']}; {report['elapsed_s']} s")

@@ -79,7 +79,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "users and drive POST /token with wrk (apt-get install wrk) or a built-in asyncio generator. Scenarios: "
             + ", ".join(SCENARIOS) + ". Reports exchanges/s, p50/p95/p99, errors, server CPU, DB transactions and "
             "Redis round trips per exchange, each also as a ratio to a bare verify+sign endpoint measured in the "
-            "same run (before the first backend and after each; a backend is compared with the two around it). "
+            "same run (before the first scenario and after each; a scenario is compared with the two around it). "
             "See docs/performance.md."
         ),
     )

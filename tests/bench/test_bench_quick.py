@@ -55,15 +55,26 @@ def test_ceiling_machine_and_table_are_reported(report: tuple[dict, str]) -> Non
     """The ceiling is measured in the same run, the machine is described, and the table lists every row."""
     data, stdout = report
     assert data["ceiling"]["32"]["exchanges_per_s"] > 0
-    # measured before the (one, embedded) backend and after it; the reported ceiling is their mean
+    # measured before the first scenario and after each; the reported ceiling is the mean of them all
     runs = [run["32"] for run in data["ceiling_runs"]]
-    assert len(runs) == 2 and all(rate > 0 for rate in runs)
-    assert abs(data["ceiling"]["32"]["exchanges_per_s"] - sum(runs) / 2) < 1e-6
-    assert "ceiling at c=32, before the first backend and after each:" in stdout
+    assert len(runs) == len(SCENARIOS) + 1 and all(rate > 0 for rate in runs)
+    assert abs(data["ceiling"]["32"]["exchanges_per_s"] - sum(runs) / len(runs)) < 1e-6
+    assert "ceiling at c=32, before the first scenario and after each:" in stdout
     assert data["machine"]["cores"] >= 1 and data["machine"]["cpu"] is not None
     assert data["settings"]["generator"] in ("wrk", "builtin")
     for scenario in (*SCENARIOS, "verify+sign only"):
         assert scenario in stdout
+
+
+def test_each_scenario_is_compared_with_the_ceilings_either_side_of_it(report: tuple[dict, str]) -> None:
+    """The n-th scenario's ratio is its rate over the mean of the n-th and (n+1)-th ceiling measurements."""
+    data, _ = report
+    runs = [run["32"] for run in data["ceiling_runs"]]
+    rows = [r for r in data["results"] if r["backend"] == "embedded"]
+    assert [r["scenario"] for r in rows] == list(SCENARIOS)
+    for n, row in enumerate(rows):
+        expected = row["exchanges_per_s"] / ((runs[n] + runs[n + 1]) / 2)
+        assert abs(row["ratio_to_ceiling"]["exchanges_per_s"] - expected) <= 0.0015, (row["scenario"], runs)
 
 
 def test_redis_commands_count_everything_but_the_probe() -> None:

@@ -1,4 +1,4 @@
-"""Ratios to the ceiling: against the mean of the ceiling runs either side of a backend, so drift cancels."""
+"""Ratios to the ceiling: against the mean of the ceiling runs either side of a scenario, so drift cancels."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def test_the_mean_ceiling_averages_rates_latencies_and_cpu_and_sums_counts() -> 
     assert mean.requests == 7000 and mean.statuses == {"200": 7000}
 
 
-def test_a_backend_is_compared_with_the_ceilings_either_side_of_it() -> None:
+def test_a_scenario_is_compared_with_the_ceilings_either_side_of_it() -> None:
     first, second, third = ({32: _row("ceiling", rate, 500)} for rate in (4000, 3000, 2000))
     early, late = _row("embedded", 1750, 700), _row("postgres+redis", 1250, 800)
     _ratios([early], _mean_ceiling([first, second]))
