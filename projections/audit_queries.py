@@ -120,6 +120,8 @@ class _Where:
         self.args: list[Any] = []
         #: the view and second whose time mark bounds the first position of a ``since`` filter
         self.start: tuple[str, int] | None = None
+        #: the parameter of each column compared by :meth:`eq`
+        self.placeholders: dict[str, str] = {}
 
     def arg(self, value: Any) -> str:
         self.args.append(value)
@@ -132,6 +134,7 @@ class _Where:
     def eq(self, column: str, value: Any) -> None:
         if value is not None:
             self.add(f"e.{column} = {{}}", value)
+            self.placeholders[column] = f"${len(self.args)}"
 
     def time_range(self, view: str, since: float | None, until: float | None) -> None:
         if since is not None:
@@ -171,7 +174,12 @@ async def _page(
         view, second = where.start
         where.clauses.append(f"{drive}.position >= " + START_SQL.format(view=where.arg(view), second=where.arg(second)))
     select = ", ".join(f"e.{c}" for c in columns)
-    sql = f"SELECT {select} FROM {source} WHERE {where.sql()} ORDER BY {drive}.position LIMIT {where.arg(limit + 1)}"
+    sub = where.placeholders.get("subject_sub")
+    if sub is not None and "subject_iss" not in where.placeholders and " " not in source.strip().removesuffix(" e") \
+            and getattr(store, "dialect", "") == "postgresql":
+        sql = _by_subject_across_issuers(source.strip().removesuffix(" e"), select, where, sub, limit)
+    else:
+        sql = f"SELECT {select} FROM {source} WHERE {where.sql()} ORDER BY {drive}.position LIMIT {where.arg(limit + 1)}"
     rows = await store.fetch(sql, *where.args)
     items: list[dict[str, Any]] = []
     for row in rows[:limit]:
@@ -179,6 +187,35 @@ async def _page(
         if not items or items[-1]["position"] != row[0]:
             items.append(to_item(dict(zip(columns, row))))
     return {"items": items, "next": int(rows[limit - 1][0]) if len(rows) > limit else None}
+
+
+def _by_subject_across_issuers(table: str, select: str, where: _Where, sub: str, limit: int) -> str:
+    """The page of a filter naming ``subject_sub`` but no issuer, as one index walk per issuer (PostgreSQL).
+
+    The index ``(subject_sub, subject_iss, position)`` gives a subject's rows in position
+    order only issuer by issuer: asked for position order across issuers, PostgreSQL's
+    generic plan read and sorted all of a heavy subject's rows (17.5 ms for 30,000 of
+    300,000). Here a recursive query finds the subject's issuers (one index step each,
+    as a skip scan), each issuer's first rows come from the index in order, and the
+    page is the first of those; rows without an issuer get a walk of their own.
+    """
+    count = where.arg(limit + 1)
+    filters = where.sql()
+    issuers = (
+        f"WITH RECURSIVE issuers(iss) AS ("
+        f"(SELECT e.subject_iss FROM {table} e WHERE e.subject_sub = {sub} AND e.subject_iss IS NOT NULL "
+        f"ORDER BY e.subject_iss LIMIT 1) "
+        f"UNION ALL SELECT (SELECT e.subject_iss FROM {table} e WHERE e.subject_sub = {sub} "
+        f"AND e.subject_iss > issuers.iss ORDER BY e.subject_iss LIMIT 1) FROM issuers WHERE issuers.iss IS NOT NULL)"
+    )
+    each = (
+        # the recursion ends on a NULL row, which must not drive a walk of its own
+        f"SELECT x.* FROM (SELECT iss FROM issuers WHERE iss IS NOT NULL) i CROSS JOIN LATERAL (SELECT {select} "
+        f"FROM {table} e WHERE {filters} AND e.subject_iss = i.iss ORDER BY e.position LIMIT {count}) x"
+    )
+    without = f"SELECT {select} FROM {table} e WHERE {filters} AND e.subject_iss IS NULL ORDER BY e.position LIMIT {count}"
+    columns = select  # the union's columns keep their names: e.position, … read from the alias e
+    return f"{issuers} SELECT {columns} FROM ({each} UNION ALL ({without})) e ORDER BY e.position LIMIT {count}"
 
 
 def _split(value: str | None) -> list[str]:

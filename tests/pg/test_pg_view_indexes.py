@@ -12,6 +12,7 @@ from eventstore.postgres import PostgresEventStore
 from projections.audit import AuditProjection
 from projections.lineage import LineageProjection
 from projections.runner import ensure_schema
+from tests.support.recording import statements_sent
 
 #: the index definitions of earlier releases, by name
 EARLIER = {
@@ -136,16 +137,7 @@ async def test_a_time_filtered_audit_list_starts_at_its_time_mark(pg_dsn: str) -
         )
         await store.fetch("ANALYZE audit_exchanges")
         await store.fetch("ANALYZE audit_time_marks")
-        sent: list[tuple[str, tuple]] = []
-        original = store.fetch
-
-        async def recording(sql: str, *args):
-            sent.append((sql, args))
-            return await original(sql, *args)
-
-        store.fetch = recording  # type: ignore[method-assign]
-        page = await q.exchanges(store, since=1.8e9 + 2940.0, limit=50)
-        store.fetch = original  # type: ignore[method-assign]
+        page, sent = await statements_sent(store, lambda: q.exchanges(store, since=1.8e9 + 2940.0, limit=50))
         assert [i["position"] for i in page["items"]] == list(range(29400, 29450))
         ((sql, args),) = sent
         plan = "\n".join(r[0] for r in await store.fetch("EXPLAIN (ANALYZE, COSTS OFF) " + sql, *args))
