@@ -38,6 +38,8 @@ from .store import InlineProjection
 #: 08 connection, 40 transaction rollback, 53 resources, 57 operator intervention
 _TRANSIENT_CLASSES = ("08", "40", "53", "57")
 _BEGIN = "BEGIN ISOLATION LEVEL READ COMMITTED"
+#: writes of a batch whose connection died: the first and up to two on fresh connections (see _flush)
+_WRITE_ATTEMPTS = 3
 #: the smallest pool with which the group commit asks for the next batch's lock ahead (see LockAhead)
 _POOL_FOR_LOCK_AHEAD = 3
 #: channel notified after each commit that appended events (payload: the schema), see migration 0003
@@ -57,8 +59,13 @@ def is_transient(exc: BaseException) -> bool:
 
 def _lost_connection(exc: BaseException) -> bool:
     """An established connection died (terminated, server restart): a retry on a fresh one may succeed."""
-    # InternalClientError: asyncpg's state after its backend was terminated between two statements
-    lost = (asyncpg.ConnectionDoesNotExistError, asyncpg.exceptions.AdminShutdownError, asyncpg.InternalClientError)
+    # InternalClientError and InterfaceError: what asyncpg raises, depending on timing, for the next statement on a
+    # connection whose backend was terminated between two statements ("another operation is in progress", or the
+    # pool proxy's "connection has been released back to the pool": asyncpg hands a dead connection back itself)
+    lost = (
+        asyncpg.ConnectionDoesNotExistError, asyncpg.exceptions.AdminShutdownError, asyncpg.InternalClientError,
+        asyncpg.InterfaceError,
+    )
     if isinstance(exc, lost):
         return True
     return isinstance(exc, asyncpg.PostgresError) and str(getattr(exc, "sqlstate", "") or "").startswith("08")
@@ -338,26 +345,22 @@ class PostgresEventStore(StoreBase):
             yield tx
 
     async def _flush(self, batch: list[PendingAppend]) -> None:
-        try:
-            await self._write(batch)
-        except StoreUnavailable as exc:
-            if exc.__cause__ is None or not _lost_connection(exc.__cause__):
-                raise
-            # The connection died under us. Retrying is safe even if COMMIT had
-            # reached the server: event ids are idempotent, so a committed batch
-            # comes back as the stored records.
+        for attempt in range(_WRITE_ATTEMPTS):
+            try:
+                await self._write(batch)
+                return
+            except StoreUnavailable as exc:
+                if attempt + 1 == _WRITE_ATTEMPTS or exc.__cause__ is None or not _lost_connection(exc.__cause__):
+                    raise
+            # The connection died under us (and with a server restart, others of the pool did too: the
+            # client learns of each only when it next uses it, and the transaction opened ahead may be one).
+            # Retrying is safe even if COMMIT had reached the server: event ids are idempotent, so a
+            # committed batch comes back as the stored records.
             for item in batch:
                 item.result = item.error = None
-            await self._write(batch)
 
     async def _write(self, batch: list[PendingAppend]) -> None:
-        try:
-            session = await self._lock_ahead.hold()
-        except StoreUnavailable as exc:
-            # opened ahead on a connection that died since (a server restart kills both): begin anew
-            if exc.__cause__ is None or not _lost_connection(exc.__cause__):
-                raise
-            session = await self._lock_ahead.hold()
+        session = await self._lock_ahead.hold()
         try:
             async with self._finish(session) as tx:
                 await write_batch(tx, batch, self._projections)

@@ -34,7 +34,7 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 
 from app.types import CLIENT_ASSERTION_TYPE_JWT, GRANT_TOKEN_EXCHANGE, TT_ACCESS_TOKEN
-from ops.bench_env import BenchSetup, ServerProcess, baton_process, cpu_seconds, service_pids
+from ops.bench_env import BenchSetup, ServerProcess, baton_process, cpu_seconds, service_pids, wait_until_idle
 from ops.bench_load import Workload, run_load, wrk_available
 from ops.bench_probe import (
     key_cache_hit_rate,
@@ -418,10 +418,14 @@ class Ceiling:
         self.options = options
         self.work = workload("impersonation", setup, tokens, 0)
         self.runs: list[dict[int, Row]] = []
+        #: the Baton server up meanwhile: each measurement waits until its background work has settled
+        self.beside: ServerProcess | None = None
 
     def measure(self) -> None:
-        """One measurement at every concurrency, after a warm-up (which also lets Baton's background work settle)."""
+        """One measurement at every concurrency, once the Baton server beside it is idle, after a warm-up."""
         options = self.options
+        if self.beside is not None:  # e.g. the audit runner catching up with the scenario just run
+            wait_until_idle(self.beside.pids())
         if options.warmup > 0:
             run_load(self.server.url, self.work, max(options.concurrencies), options.warmup, options.load_generator)
         result: dict[int, Row] = {}
@@ -510,8 +514,8 @@ def run(options: Options) -> dict[str, Any]:
                 port=0, store_url="sqlite:///unused", cache_url="memory://",
                 workers=options.workers, worker_class=options.worker_class,
             ))
+            stack.callback(ceiling.server.stop)  # first: a stop during the start must stop it too
             ceiling.server.start()
-            stack.callback(ceiling.server.stop)
             ceiling.measure()
         bracket = ceiling.bracket if ceiling is not None else (lambda rows: None)
         if options.target:
@@ -529,8 +533,12 @@ def run(options: Options) -> dict[str, Any]:
                 try:
                     server.start()
                     issue_baton_tokens(server.url, setup, tokens, options.chains)
+                    if ceiling is not None:
+                        ceiling.beside = server
                     rows += _run_scenarios(backend.name, server.url, setup, tokens, options, server, backend, bracket)
                 finally:
+                    if ceiling is not None:
+                        ceiling.beside = None
                     server.stop()
         ceilings = ceiling.runs if ceiling is not None else []
         mean_ceiling = _mean_ceiling(ceilings)

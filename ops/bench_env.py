@@ -271,6 +271,18 @@ def cpu_seconds(pids: list[int]) -> dict[int, float]:
     return result
 
 
+def wait_until_idle(pids: list[int], *, cores: float = 0.05, window: float = 0.5, timeout: float = 15.0) -> float:
+    """Wait until ``pids`` together use under ``cores`` of CPU over ``window`` seconds; the last reading."""
+    deadline = time.monotonic() + timeout
+    while True:
+        before = cpu_seconds(pids)
+        time.sleep(window)
+        after = cpu_seconds(pids)
+        used = sum(after[pid] - before.get(pid, after[pid]) for pid in after) / window
+        if used < cores or time.monotonic() >= deadline:
+            return used
+
+
 class ServerProcess:
     """A server started as a child process (``baton serve`` or the ceiling), with its log file."""
 

@@ -114,15 +114,21 @@ def end_with_master() -> None:
     no one to stop them. Linux only (``prctl(PR_SET_PDEATHSIG)``); elsewhere, and
     outside ``baton serve``, nothing is done. A master that died before the call
     is caught by comparing the parent with the pid it left in the environment.
+    The worker then stops at once (hypercorn's workers have no SIGTERM handler of
+    their own when the master runs them): requests in flight are cut, which is
+    what a dead master means anyway.
     """
     master = os.environ.get(MASTER_ENV)
-    if not master or not sys.platform.startswith("linux"):
+    if not master or not sys.platform.startswith("linux") or os.getpid() == int(master):
         return
     import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
-        return  # not permitted here (a seccomp profile): the master's own SIGTERM handling still applies
+    arguments = (ctypes.c_ulong(int(signal.SIGTERM)), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0))
+    if libc.prctl(ctypes.c_int(_PR_SET_PDEATHSIG), *arguments) != 0:
+        # not permitted here (a seccomp profile): the master's own SIGTERM handling still applies
+        print(f"baton: warning: prctl(PR_SET_PDEATHSIG) failed (errno {ctypes.get_errno()})", file=sys.stderr)
+        return
     if os.getppid() != int(master):
         os.kill(os.getpid(), signal.SIGTERM)
 

@@ -162,11 +162,15 @@ async def _page(
     limit: int,
     to_item: Callable[[dict[str, Any]], dict[str, Any]],
     drive: str = "e",
+    by_issuer: str | None = None,
 ) -> dict[str, Any]:
     """One page from ``source`` (the view aliased ``e``, maybe joined), ordered by ``drive``'s position.
 
     The cursor and the order are on the driving table so the database walks
-    its index in position order and stops after ``limit`` rows.
+    its index in position order and stops after ``limit`` rows. ``by_issuer`` names
+    the table when ``source`` is that table alone and it has a ``(subject_sub,
+    subject_iss, position)`` index: a subject without its issuer is then listed
+    issuer by issuer (:func:`_by_subject_across_issuers`).
     """
     check_page(after, limit)
     where.add(f"{drive}.position > {{}}", after)
@@ -175,9 +179,9 @@ async def _page(
         where.clauses.append(f"{drive}.position >= " + START_SQL.format(view=where.arg(view), second=where.arg(second)))
     select = ", ".join(f"e.{c}" for c in columns)
     sub = where.placeholders.get("subject_sub")
-    if sub is not None and "subject_iss" not in where.placeholders and " " not in source.strip().removesuffix(" e") \
+    if by_issuer is not None and sub is not None and "subject_iss" not in where.placeholders \
             and getattr(store, "dialect", "") == "postgresql":
-        sql = _by_subject_across_issuers(source.strip().removesuffix(" e"), select, where, sub, limit)
+        sql = _by_subject_across_issuers(by_issuer, select, where, sub, limit)
     else:
         sql = f"SELECT {select} FROM {source} WHERE {where.sql()} ORDER BY {drive}.position LIMIT {where.arg(limit + 1)}"
     rows = await store.fetch(sql, *where.args)
@@ -213,7 +217,10 @@ def _by_subject_across_issuers(table: str, select: str, where: _Where, sub: str,
         f"SELECT x.* FROM (SELECT iss FROM issuers WHERE iss IS NOT NULL) i CROSS JOIN LATERAL (SELECT {select} "
         f"FROM {table} e WHERE {filters} AND e.subject_iss = i.iss ORDER BY e.position LIMIT {count}) x"
     )
-    without = f"SELECT {select} FROM {table} e WHERE {filters} AND e.subject_iss IS NULL ORDER BY e.position LIMIT {count}"
+    without = (  # ordered as the index is (all NULL there): read in order, not sorted
+        f"SELECT {select} FROM {table} e WHERE {filters} AND e.subject_iss IS NULL "
+        f"ORDER BY e.subject_iss, e.position LIMIT {count}"
+    )
     columns = select  # the union's columns keep their names: e.position, … read from the alias e
     return f"{issuers} SELECT {columns} FROM ({each} UNION ALL ({without})) e ORDER BY e.position LIMIT {count}"
 
@@ -273,7 +280,8 @@ async def exchanges(
         if actor_iss is not None:
             where.add("a.actor_iss = {}", actor_iss)
         drive = "a"
-    return await _page(store, source, EXCHANGE_COLUMNS, where, after, limit, exchange_item, drive)
+    plain = "audit_exchanges" if drive == "e" else None
+    return await _page(store, source, EXCHANGE_COLUMNS, where, after, limit, exchange_item, drive, by_issuer=plain)
 
 
 DENIED_COLUMNS = (
@@ -307,7 +315,8 @@ async def denied(
         subject_sub=subject_sub, subject_iss=subject_iss, client_id=client_id, reason=reason, event=event
     )
     where.time_range("denied", since, until)
-    return await _page(store, "audit_denied e", DENIED_COLUMNS, where, after, limit, _denied_item)
+    return await _page(store, "audit_denied e", DENIED_COLUMNS, where, after, limit, _denied_item,
+                       by_issuer="audit_denied")
 
 
 REVOCATION_COLUMNS = (
