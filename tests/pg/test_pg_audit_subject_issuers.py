@@ -47,10 +47,11 @@ async def test_every_page_holds_what_filtering_every_row_gives(pg_dsn: str) -> N
         for position in range(1, 401):
             sub, iss = rng.choice(["alice", "bob", "carol"]), rng.choice(_ISSUERS)
             client, at = rng.choice(["web", "batch"]), 1.8e9 + position
-            exchanges.append((position, at, f"r{position}", client, "delegation", iss, sub, "at", f"j{position}",
+            kind, reason = rng.choice(["delegation", "impersonation"]), rng.choice(["revoked", "depth_exceeded"])
+            exchanges.append((position, at, f"r{position}", client, kind, iss, sub, "at", f"j{position}",
                               f"j{position}", 1, "api", "", "read", int(at), int(at) + 300))
             denials.append((position, at, "ExchangeDenied", f"d{position}", "/token", client, "invalid_grant",
-                            "revoked", "", rng.choice([*_ISSUERS, None]), sub, "api", "read"))
+                            reason, "", rng.choice([*_ISSUERS, None]), sub, "api", "read"))
         await store.fetch(
             "INSERT INTO audit_exchanges (position, at, request_id, client_id, kind, subject_iss, subject_sub, "
             "subject_token_type, issued_jti, root_jti, depth, audience, resource, scope, issued_at, expires_at) "
@@ -66,15 +67,24 @@ async def test_every_page_holds_what_filtering_every_row_gives(pg_dsn: str) -> N
             "$11::text[], $12::text[], $13::text[])",
             *[list(column) for column in zip(*denials)],
         )
+        for view in ("exchanges", "denied"):  # as the runner keeps them: at rises by a second per position
+            await store.fetch(
+                "INSERT INTO audit_time_marks (view, second, first_position) "
+                "SELECT $1, 1800000000 + g, g FROM generate_series(1, 400) g", view
+            )
         for sub in ("alice", "bob", "nobody"):
             for client in (None, "web"):
                 expected = [r[0] for r in exchanges if r[6] == sub and (client is None or r[3] == client)]
                 assert await _all_pages(_bound(q.exchanges, store), subject_sub=sub, client_id=client) == expected
                 expected = [r[0] for r in denials if r[10] == sub and (client is None or r[5] == client)]
                 assert await _all_pages(_bound(q.denied, store), subject_sub=sub, client_id=client) == expected
-            since = 1.8e9 + 250
-            expected = [r[0] for r in exchanges if r[6] == sub and r[1] >= since]
-            assert await _all_pages(_bound(q.exchanges, store), subject_sub=sub, since=since) == expected
+            since, until = 1.8e9 + 250, 1.8e9 + 330
+            expected = [r[0] for r in exchanges if r[6] == sub and since <= r[1] < until]
+            assert await _all_pages(_bound(q.exchanges, store), subject_sub=sub, since=since, until=until) == expected
+            expected = [r[0] for r in exchanges if r[6] == sub and r[1] < until and r[4] == "delegation"]
+            assert await _all_pages(_bound(q.exchanges, store), subject_sub=sub, until=until, kind="delegation") == expected
+            expected = [r[0] for r in denials if r[10] == sub and r[1] >= since and r[7] == "revoked"]
+            assert await _all_pages(_bound(q.denied, store), subject_sub=sub, since=since, reason="revoked") == expected
     finally:
         await store.close()
 
