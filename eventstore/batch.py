@@ -22,12 +22,15 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import msgspec
+import structlog
 
 from .errors import AppendRefused, ConcurrencyError, StoreError, StoreUnavailable
 from .events import Event, encode_event, event_type
 from .hashing import chain_hash, record_bytes
 from .store import InlineProjection, RecordedEvent, Tx, placeholders
 from .types import ANY, GENESIS_HASH, NO_STREAM, STREAM_EXISTS
+
+_log = structlog.get_logger(__name__)
 
 RECORD_COLUMNS = "position, stream_id, stream_version, event_id, event_type, recorded_at, data, prev_hash, hash"
 
@@ -396,7 +399,10 @@ class GroupCommitter:
                 for item in batch:
                     item.result, item.error = None, failure
             if self.on_batch is not None:
-                self.on_batch(len(batch), time.perf_counter() - started)
+                try:
+                    self.on_batch(len(batch), time.perf_counter() - started)
+                except Exception as exc:  # a metrics hook must not leave the batch's callers waiting forever
+                    _log.warning("batch_observer_failed", error=type(exc).__name__)
             for item in batch:
                 if not item.future.done():
                     if item.error is not None:

@@ -90,3 +90,19 @@ async def test_gathering_creates_no_task_per_append() -> None:
     assert sum(recorder.sizes) == 50
     assert "GroupCommitter.submit" in created  # the factory saw the callers' tasks
     assert [name for name in created if name.startswith("Queue.")] == []  # and none waiting on the queue
+
+
+async def test_a_failing_batch_observer_leaves_no_append_waiting() -> None:
+    """The metrics hook raising (a bug, a full registry) is logged; the batch's callers still get their answer."""
+    recorder = Recorder()
+    committer = GroupCommitter(recorder.flush, max_batch=256)
+
+    def observer(size: int, seconds: float) -> None:
+        raise RuntimeError("metrics broke")
+
+    committer.on_batch = observer
+    committer.start()
+    assert await asyncio.wait_for(committer.submit(_pending(0)), 5) == []
+    assert await asyncio.wait_for(committer.submit(_pending(1)), 5) == []
+    await committer.stop()
+    assert recorder.sizes == [1, 1]
