@@ -30,7 +30,7 @@ class LockAhead(Generic[S]):
     ``abandon`` rolls one back and gives it back. ``waiting`` tells whether appends
     are queued. The begin sent ahead is the next batch's own, only started earlier:
     its failure (the database down, the lock wait timed out) is raised by
-    :meth:`hold`, to the batch that would have met it. With ``ahead=False`` each
+    :meth:`hold`, to the batch that would have met it. With ``enabled=False`` each
     batch begins its own transaction once gathered, as without this class.
     """
 
@@ -40,9 +40,9 @@ class LockAhead(Generic[S]):
         abandon: Callable[[S], Awaitable[None]],
         waiting: Callable[[], bool],
         *,
-        ahead: bool = True,
+        enabled: bool = True,
     ) -> None:
-        self.ahead = ahead
+        self.enabled = enabled
         self._begin = begin
         self._abandon = abandon
         self._waiting = waiting
@@ -55,12 +55,12 @@ class LockAhead(Generic[S]):
 
     def wanted(self) -> None:
         """Appends are waiting: ask for the next batch's lock, if the current batch holds it and none is out."""
-        if self._held and self._ahead is None and self.ahead:
+        if self._held and self._ahead is None and self.enabled:
             self._start()
 
     async def take(self) -> None:
         """Wait until the next batch's transaction holds the lock (or failed to get it)."""
-        if not self.ahead:
+        if not self.enabled:
             return
         if self._ahead is None:
             self._start()

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -55,6 +55,17 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, asyncpg.PostgresError):
         return str(getattr(exc, "sqlstate", "") or "")[:2] in _TRANSIENT_CLASSES
     return False
+
+
+@contextlib.contextmanager
+def _unavailable_if_transient() -> Iterator[None]:
+    """Raise a failure of the connection or the server as :class:`StoreUnavailable` (its ``__cause__``)."""
+    try:
+        yield
+    except Exception as exc:
+        if is_transient(exc):
+            raise StoreUnavailable(f"PostgreSQL unavailable: {type(exc).__name__}") from exc
+        raise
 
 
 def _lost_connection(exc: BaseException) -> bool:
@@ -180,7 +191,7 @@ class PostgresEventStore(StoreBase):
             self._begin_locked,
             self._abandon,
             lambda: self._committer.queued() > 0,
-            ahead=pool_max >= _POOL_FOR_LOCK_AHEAD,
+            enabled=pool_max >= _POOL_FOR_LOCK_AHEAD,
         )
         self._committer = GroupCommitter(
             self._flush, max_batch=max_batch, max_wait=max_wait, lock=self._lock_ahead
@@ -242,13 +253,9 @@ class PostgresEventStore(StoreBase):
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
         pool = self._require_pool()
-        try:
+        with _unavailable_if_transient():
             async with pool.acquire(timeout=self._connect_timeout) as conn:
                 yield conn
-        except Exception as exc:
-            if is_transient(exc):
-                raise StoreUnavailable(f"PostgreSQL unavailable: {type(exc).__name__}") from exc
-            raise
 
     async def listen(self, callback: Callable[[], None]) -> Callable[[], Awaitable[None]]:
         """Call ``callback`` after commits that appended events; returns an async unsubscribe.
@@ -285,24 +292,18 @@ class PostgresEventStore(StoreBase):
     async def _begin(self, *, write_lock: bool) -> _Session:
         """A pooled connection inside a new transaction, holding the append lock if asked."""
         pool = self._require_pool()
-        try:
+        with _unavailable_if_transient():
             session = _Session(pool, await pool.acquire(timeout=self._connect_timeout))
-        except Exception as exc:
-            if is_transient(exc):
-                raise StoreUnavailable(f"PostgreSQL unavailable: {type(exc).__name__}") from exc
-            raise
-        try:
-            # BEGIN and the lock travel as one simple query: one round trip fewer per group commit.
-            # READ COMMITTED whatever the server's default: each statement must see what committed before
-            # it, e.g. the chain head after the lock wait (a repeatable-read snapshot would predate the wait)
-            await session.conn.execute(
-                f"{_BEGIN}; SELECT pg_advisory_xact_lock({self._lock_key:d})" if write_lock else _BEGIN
-            )
-        except BaseException as exc:
-            await self._abandon(session)
-            if isinstance(exc, Exception) and is_transient(exc):
-                raise StoreUnavailable(f"PostgreSQL unavailable: {type(exc).__name__}") from exc
-            raise
+            try:
+                # BEGIN and the lock travel as one simple query: one round trip fewer per group commit.
+                # READ COMMITTED whatever the server's default: each statement must see what committed before
+                # it, e.g. the chain head after the lock wait (a repeatable-read snapshot would predate the wait)
+                await session.conn.execute(
+                    f"{_BEGIN}; SELECT pg_advisory_xact_lock({self._lock_key:d})" if write_lock else _BEGIN
+                )
+            except BaseException:
+                await self._abandon(session)
+                raise
         return session
 
     async def _begin_locked(self) -> _Session:
@@ -320,16 +321,15 @@ class PostgresEventStore(StoreBase):
     @asynccontextmanager
     async def _finish(self, session: _Session) -> AsyncIterator[_PgTx]:
         """Run the body in the session's open transaction: COMMIT after it, ROLLBACK on error; then release."""
-        try:
-            tx = _PgTx(session.conn, self._bulk)
-            yield tx
-            await tx.flush()
-            await session.conn.execute("COMMIT")
-        except BaseException as exc:
-            await self._abandon(session)
-            if isinstance(exc, Exception) and is_transient(exc):
-                raise StoreUnavailable(f"PostgreSQL unavailable: {type(exc).__name__}") from exc
-            raise
+        with _unavailable_if_transient():
+            try:
+                tx = _PgTx(session.conn, self._bulk)
+                yield tx
+                await tx.flush()
+                await session.conn.execute("COMMIT")
+            except BaseException:
+                await self._abandon(session)
+                raise
         await session.release(self._command_timeout)
 
     @asynccontextmanager

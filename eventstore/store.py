@@ -8,8 +8,8 @@ commits (or not) together with the events.
 
 from __future__ import annotations
 
-import math
 import functools
+import math
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 

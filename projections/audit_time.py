@@ -56,12 +56,17 @@ COVER_UPSERT = (
 
 #: per view: how far the marks go, their running maximum, and the greatest ``at`` of rows beyond that and before
 #: ``$n`` (the batch's first row of the view) — one round trip for all three views
-_STATE = "SELECT " + ", ".join(
-    f"(SELECT through FROM audit_time_cover WHERE view = '{view}'), "
-    f"(SELECT running FROM audit_time_cover WHERE view = '{view}'), "
-    f"(SELECT max(at) FROM {table} WHERE position > "
-    f"COALESCE((SELECT through FROM audit_time_cover WHERE view = '{view}'), 0) AND position < ${n})"
-    for n, (view, table) in enumerate(VIEWS.items(), start=1)
+_STATE = (
+    "SELECT "
+    + ", ".join(
+        f"c{n}.through, c{n}.running, "
+        f"(SELECT max(at) FROM {table} WHERE position > COALESCE(c{n}.through, 0) AND position < ${n})"
+        for n, table in enumerate(VIEWS.values(), start=1)
+    )
+    + " FROM (SELECT 1) AS one "
+    + " ".join(
+        f"LEFT JOIN audit_time_cover c{n} ON c{n}.view = '{view}'" for n, view in enumerate(VIEWS, start=1)
+    )
 )
 
 #: the position a ``since`` filter on a view can start from (``{view}`` and ``{second}``: parameters naming the

@@ -183,9 +183,9 @@ async def test_a_full_batch_asks_for_the_next_lock_at_once() -> None:
 
 
 async def test_without_lock_ahead_each_batch_begins_its_own() -> None:
-    """``ahead=False`` (a pool too small for a second connection): no begin goes out before its batch."""
+    """``enabled=False`` (a pool too small for a second connection): no begin goes out before its batch."""
     db = FakeDatabase()
-    db.ahead = LockAhead(db.begin, db.abandon, lambda: True, ahead=False)
+    db.ahead = LockAhead(db.begin, db.abandon, lambda: True, enabled=False)
     committer = _committer(db)
     db.hold.clear()
     first = asyncio.ensure_future(committer.submit(_pending(0)))
