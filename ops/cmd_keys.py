@@ -202,7 +202,8 @@ def _add_lifecycle(keys_sub: argparse._SubParsersAction) -> None:
         description="Retire a key. A next key signed nothing and is removed at once; the only active key cannot be retired.",
     )
     _config_arg(parser)
-    parser.add_argument("kid", help="key id")
+    # a kid is a base64url thumbprint: one in 64 starts with "-", which argparse reads as an option
+    parser.add_argument("kid", help="key id (one that starts with '-' goes after '--': retire -- -Q5qp…)")
     parser.set_defaults(func=cmd_keys_retire)
 
     parser = keys_sub.add_parser(
