@@ -29,6 +29,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ops.serving import MASTER_ENV, end_with_master
+
 CONFIG_ENV = "BATON_BENCH_CEILING_CONFIG"
 _json = msgspec.json.Encoder()
 
@@ -70,8 +72,16 @@ def _app_from_env() -> Starlette:
     return build_app(issuer, jwks, config.issuer)
 
 
-#: ``ops.bench_ceiling:app`` for hypercorn worker processes (they inherit the environment variable)
-app: Starlette | None = _app_from_env() if CONFIG_ENV in os.environ else None
+def _worker_app() -> Starlette | None:
+    """The app of a hypercorn worker process (it inherits the environment), which ends with its master."""
+    if CONFIG_ENV not in os.environ:
+        return None
+    end_with_master()
+    return _app_from_env()
+
+
+#: ``ops.bench_ceiling:app`` for hypercorn worker processes
+app: Starlette | None = _worker_app()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = load_config(args.config)
     os.environ[CONFIG_ENV] = os.path.abspath(args.config)
+    os.environ[MASTER_ENV] = str(os.getpid())  # its workers end with it, as ``baton serve``'s do
     global app
     app = _app_from_env()
     hc = hypercorn_config(config.server)

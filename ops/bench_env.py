@@ -34,6 +34,7 @@ from joserfc.jwk import ECKey
 
 from app.secrets import hash_secret
 from ops.config_files import free_port, toml_text
+from ops.serving import ending_with_this_process
 
 BATON_ISSUER = "https://baton.bench"
 USER_AUDIENCE = "baton"
@@ -298,9 +299,11 @@ class ServerProcess:
     def start(self, timeout: float = 60.0) -> None:
         """Start and wait until ``ready_path`` answers 200."""
         log = self.log_path.open("ab")
-        # a process group of its own: hypercorn's workers are stopped with it even if its master dies first
+        # a process group of its own: hypercorn's workers are stopped with it even if its master dies first;
+        # and the master gets SIGTERM from the kernel should the bench be killed outright (no cleanup runs then)
         self.proc = subprocess.Popen(self.argv, stdout=log, stderr=log, env=self.env,
-                                     cwd=Path(__file__).resolve().parent.parent, start_new_session=True)
+                                     cwd=Path(__file__).resolve().parent.parent, start_new_session=True,
+                                     preexec_fn=ending_with_this_process())
         try:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:

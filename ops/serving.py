@@ -124,13 +124,43 @@ def end_with_master() -> None:
     import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)
-    arguments = (ctypes.c_ulong(int(signal.SIGTERM)), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0))
-    if libc.prctl(ctypes.c_int(_PR_SET_PDEATHSIG), *arguments) != 0:
+    if not _ask_parent_death_signal(libc):
         # not permitted here (a seccomp profile): the master's own SIGTERM handling still applies
         print(f"baton: warning: prctl(PR_SET_PDEATHSIG) failed (errno {ctypes.get_errno()})", file=sys.stderr)
         return
     if os.getppid() != int(master):
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _ask_parent_death_signal(libc: object) -> bool:
+    """``prctl(PR_SET_PDEATHSIG, SIGTERM)`` for the calling process; False when the kernel refused."""
+    import ctypes
+
+    arguments = (ctypes.c_ulong(int(signal.SIGTERM)), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0))
+    return libc.prctl(ctypes.c_int(_PR_SET_PDEATHSIG), *arguments) == 0  # type: ignore[attr-defined]
+
+
+def ending_with_this_process() -> Callable[[], None] | None:
+    """A ``preexec_fn`` for :class:`subprocess.Popen`: the child gets SIGTERM when this process dies.
+
+    For servers a tool starts and must not leave behind, even when the tool itself is
+    killed outright (``kill -9``, the OOM killer), which no cleanup handler of its own
+    survives. A child forked after this process already died stops itself at once.
+    None off Linux (then only the tool's own cleanup stops its children).
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)  # loaded here, before the fork: the child only makes the call
+    parent = os.getpid()
+
+    def end_with_parent() -> None:
+        # a refusal (a seccomp profile) leaves the tool's own cleanup, as off Linux
+        if _ask_parent_death_signal(libc) and os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return end_with_parent
 
 
 def _check_listen(hc: HypercornConfig) -> None:

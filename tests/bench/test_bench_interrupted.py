@@ -1,5 +1,6 @@
 """A ``baton bench`` stopped by SIGTERM (from a supervisor or ``kill``) leaves nothing behind:
-no Baton server still running, no throwaway database on the PostgreSQL server."""
+no Baton server still running, no throwaway database on the PostgreSQL server. Killed outright
+(SIGKILL, the OOM killer), it still leaves no server running: the kernel stops them."""
 
 from __future__ import annotations
 
@@ -57,8 +58,8 @@ def _left_running(workdir: Path) -> list[int]:
     return running
 
 
-def _terminate_once_serving(argv: list[str], cwd: Path) -> tuple[int, list[int]]:
-    """Start the bench, SIGTERM it once it starts its Baton, and return its exit code and the processes it had."""
+def _terminate_once_serving(argv: list[str], cwd: Path, how: signal.Signals = signal.SIGTERM) -> tuple[int, list[int]]:
+    """Start the bench, send it ``how`` once it starts its Baton, and return its exit code and the processes it had."""
     log = cwd / "bench.err"
     with log.open("w") as err:
         bench = subprocess.Popen([sys.executable, "-m", "ops.cli", "bench", *argv], cwd=cwd, stdout=subprocess.DEVNULL,
@@ -69,7 +70,7 @@ def _terminate_once_serving(argv: list[str], cwd: Path) -> tuple[int, list[int]]
             assert bench.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
             time.sleep(0.2)
         tree = process_tree(bench.pid)
-        bench.send_signal(signal.SIGTERM)
+        bench.send_signal(how)
         code = bench.wait(timeout=60)
     finally:
         if bench.poll() is None:
@@ -87,6 +88,21 @@ def test_a_terminated_bench_stops_the_servers_it_started(tmp_path: Path) -> None
     assert len(tree) > 2  # the bench had started the ceiling and Baton
     assert _left_running(work) == []
     assert code == 128 + signal.SIGTERM
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the process tree from /proc")
+def test_a_killed_bench_leaves_no_server_running(tmp_path: Path) -> None:
+    # no handler of the bench runs on SIGKILL: the servers' masters end by the kernel's parent-death
+    # signal, and their workers with them (the ceiling's as well as Baton's)
+    work = tmp_path / "work"
+    code, tree = _terminate_once_serving(["--quick", "--duration", "1", "--workdir", str(work)], tmp_path,
+                                         signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    assert len(tree) > 4  # the ceiling and Baton, each a master and its workers
+    deadline = time.monotonic() + 20
+    while _started_from(work) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _left_running(work) == []
 
 
 @pytest.mark.postgres
