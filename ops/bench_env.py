@@ -284,6 +284,32 @@ def wait_until_idle(pids: list[int], *, cores: float = 0.05, window: float = 0.5
             return used
 
 
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+
+
+@contextlib.contextmanager
+def _stop_signals_deferred() -> Iterator[None]:
+    """Hold SIGTERM, SIGHUP and SIGINT meanwhile, then act on the first that came, with the handler set before.
+
+    A stop request that interrupted ``subprocess.Popen`` after its fork would leave the child
+    running with no handle to stop it by. Only the main thread may set handlers (elsewhere: nothing held).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    arrived: list[int] = []
+    # signals whose handler was not set from Python (getsignal() is None) cannot be restored: left alone
+    held = [sig for sig in _STOP_SIGNALS if signal.getsignal(sig) is not None]
+    previous = {sig: signal.signal(sig, lambda signum, _frame: arrived.append(signum)) for sig in held}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if arrived:
+            signal.raise_signal(arrived[0])
+
+
 class ServerProcess:
     """A server started as a child process (``baton serve`` or the ceiling), with its log file."""
 
@@ -299,12 +325,13 @@ class ServerProcess:
     def start(self, timeout: float = 60.0) -> None:
         """Start and wait until ``ready_path`` answers 200."""
         log = self.log_path.open("ab")
-        # a process group of its own: hypercorn's workers are stopped with it even if its master dies first;
-        # and the master gets SIGTERM from the kernel should the bench be killed outright (no cleanup runs then)
-        self.proc = subprocess.Popen(self.argv, stdout=log, stderr=log, env=self.env,
-                                     cwd=Path(__file__).resolve().parent.parent, start_new_session=True,
-                                     preexec_fn=ending_with_this_process())
         try:
+            with _stop_signals_deferred():  # a stop request must not land between the fork and self.proc
+                # a process group of its own: hypercorn's workers are stopped with it even if its master dies
+                # first; and the master gets SIGTERM from the kernel should the bench be killed outright
+                self.proc = subprocess.Popen(self.argv, stdout=log, stderr=log, env=self.env,
+                                             cwd=Path(__file__).resolve().parent.parent, start_new_session=True,
+                                             preexec_fn=ending_with_this_process())
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:

@@ -105,6 +105,30 @@ def test_a_killed_bench_leaves_no_server_running(tmp_path: Path) -> None:
     assert _left_running(work) == []
 
 
+def test_a_stop_request_while_a_server_is_forked_still_stops_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM arriving inside ``Popen`` (after the fork) is acted on once the bench holds the child: it is stopped."""
+    from ops import bench_env
+    from ops.cli import stopped_cleanly_on
+    from ops.config_files import free_port
+
+    real_popen = subprocess.Popen
+
+    def signalled_while_forking(*args, **kwargs):
+        child = real_popen(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)  # delivered before Popen has returned the child
+        time.sleep(0.05)
+        return child
+
+    monkeypatch.setattr(bench_env.subprocess, "Popen", signalled_while_forking)
+    port = free_port()
+    server = bench_env.ServerProcess([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+                                     f"http://127.0.0.1:{port}", tmp_path / "server.log", "/")
+    with pytest.raises(SystemExit), stopped_cleanly_on(signal.SIGTERM):
+        server.start()
+    assert server.proc is not None  # the child was known when the stop came
+    assert server.proc.poll() is not None  # and it was stopped
+
+
 @pytest.mark.postgres
 @pytest.mark.redis
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the process tree from /proc")
