@@ -16,14 +16,10 @@ import msgspec
 _envelope = msgspec.json.Encoder(order="deterministic")
 
 
-def envelope(stream_id: str, stream_version: int, event_id: str, recorded_at: float) -> bytes:
-    """The record bytes before the event's: ``[stream, version, event id, time]`` as JSON, then a newline."""
-    return _envelope.encode([stream_id, stream_version, event_id, recorded_at]) + b"\n"
-
-
 def record_bytes(stream_id: str, stream_version: int, event_id: str, recorded_at: float, data: bytes) -> bytes:
     """The bytes the chain commits to for one record."""
-    return envelope(stream_id, stream_version, event_id, recorded_at) + data
+    head = _envelope.encode([stream_id, stream_version, event_id, recorded_at])
+    return head + b"\n" + data
 
 
 def chain_hash(prev_hash: bytes, position: int, record: bytes) -> bytes:

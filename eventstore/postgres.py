@@ -20,20 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
-import structlog
 
 from .base import StoreBase
 from .batch import EVENTS_INSERT, GroupCommitter, PendingAppend, write_batch
 from .errors import StoreUnavailable
 from .lock_ahead import LockAhead
 from .migrate import ensure_current, migrate
-from .one_statement import OneStatementWriter, fresh_records, settle
 from .pg_bulk import BulkInserts, create_row_types
 from .store import InlineProjection
 
@@ -47,8 +44,6 @@ _WRITE_ATTEMPTS = 3
 _POOL_FOR_LOCK_AHEAD = 3
 #: channel notified after each commit that appended events (payload: the schema), see migration 0003
 NOTIFY_CHANNEL = "baton_events"
-
-_log = structlog.get_logger(__name__)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -162,12 +157,6 @@ class PostgresEventStore(StoreBase):
     :meth:`open` (needs a role that may create tables); with ``False`` the
     store only checks that ``baton migrate`` has been run, which is how the
     INSERT/SELECT-only runtime role opens it.
-
-    With ``one_statement=True`` (the default) and one inline projection that can
-    write a batch in one call of its function (the lineage's), the common batch —
-    one event to a new stream per append — goes as that one autocommit statement
-    (:mod:`eventstore.one_statement`); every other batch, and every batch with
-    ``False``, the classic way (:func:`eventstore.batch.write_batch`).
     """
 
     dialect = "postgresql"
@@ -185,17 +174,9 @@ class PostgresEventStore(StoreBase):
         connect_timeout: float = 3.0,
         command_timeout: float = 5.0,
         application_name: str = "baton",
-        one_statement: bool = True,
-        clock: Callable[[], float] = time.time,
     ) -> None:
         self._url = url
-        self._clock = clock  # the records' time (a test fixes it to compare the two write paths)
         self._projections = list(projections)
-        # a batch in one call of the projection's function, where the store has that one projection only
-        writers = [p for p in self._projections if getattr(p, "one_statement", None) is not None]
-        self._one_statement: OneStatementWriter | None = (
-            writers[0] if one_statement and len(writers) == len(self._projections) == 1 else None  # type: ignore[assignment]
-        )
         self._migrate = migrate
         self._pool_min, self._pool_max = pool_min, pool_max
         self._connect_timeout = connect_timeout
@@ -205,13 +186,12 @@ class PostgresEventStore(StoreBase):
         self._lock_key = 0
         self._schema = ""
         # the lock taken ahead needs a second connection while a batch is written, and one spare for the
-        # rest (row-type lookups, reads): smaller pools take the lock batch by batch. One-statement batches take
-        # the lock inside their call (a lock held ahead on another connection would stall them)
+        # rest (row-type lookups, reads): smaller pools take the lock batch by batch
         self._lock_ahead: LockAhead[_Session] = LockAhead(
             self._begin_locked,
             self._abandon,
             lambda: self._committer.queued() > 0,
-            enabled=pool_max >= _POOL_FOR_LOCK_AHEAD and self._one_statement is None,
+            enabled=pool_max >= _POOL_FOR_LOCK_AHEAD,
         )
         self._committer = GroupCommitter(
             self._flush, max_batch=max_batch, max_wait=max_wait, lock=self._lock_ahead
@@ -380,36 +360,12 @@ class PostgresEventStore(StoreBase):
                 item.result = item.error = None
 
     async def _write(self, batch: list[PendingAppend]) -> None:
-        if self._one_statement is not None and await self._write_in_one_statement(self._one_statement, batch):
-            return
         session = await self._lock_ahead.hold()
         try:
             async with self._finish(session) as tx:
-                await write_batch(tx, batch, self._projections, self._clock)
+                await write_batch(tx, batch, self._projections)
         finally:
             self._lock_ahead.released()
-
-    async def _write_in_one_statement(self, writer: OneStatementWriter, batch: list[PendingAppend]) -> bool:
-        """Write ``batch`` in one autocommit call of the projection's function; False when it must go the classic way.
-
-        The call is its own transaction: the lock it takes ends with its COMMIT, inside the
-        server, whatever this process's event loop is doing meanwhile.
-        """
-        fresh = fresh_records(batch, self._lock_key, self._clock())
-        call = writer.one_statement(batch, fresh) if fresh is not None else None
-        if fresh is None or call is None:
-            return False
-        sql, args = call
-        try:
-            async with self._connection() as conn:
-                rows = await conn.fetch(sql, *args)
-        except asyncpg.UndefinedFunctionError:
-            # a schema migrated by a Baton before the function (a runtime role cannot create it): the classic way
-            _log.warning("one_statement_batches_unavailable", reason="function missing: run baton migrate")
-            self._one_statement = None
-            self._lock_ahead.enabled = self._pool_max >= _POOL_FOR_LOCK_AHEAD
-            return False
-        return settle(batch, fresh, rows)
 
     async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         async with self._connection() as conn:

@@ -23,9 +23,7 @@ from typing import Any
 
 import msgspec
 
-from eventstore.batch import PendingAppend
 from eventstore.events import ClientRevoked, SubjectRevoked, TokenExchanged, TokenRevoked
-from eventstore.one_statement import FreshRecords
 from eventstore.store import EventStore, RecordedEvent, Tx, bigint_seconds, placeholders
 
 LINEAGE_COLUMNS = (
@@ -294,20 +292,7 @@ class LineageProjection:
     bulk_inserts: tuple[str, ...] = (_LINEAGE_INSERT,)
 
     def schema(self, dialect: str) -> list[str]:
-        if dialect != "postgresql":
-            return list(_DDL)
-        from .lineage_sql import FUNCTION_DDL
-
-        return [*_DDL, FUNCTION_DDL]
-
-    def one_statement(self, batch: Sequence[PendingAppend], fresh: FreshRecords) -> tuple[str, list[Any]] | None:
-        """The call that writes ``batch``, log and lineage, in one PostgreSQL statement (None: the classic way).
-
-        See :mod:`projections.lineage_sql`; the store uses it where it has this projection only.
-        """
-        from .lineage_sql import one_statement_call
-
-        return one_statement_call(batch, fresh)
+        return list(_DDL)
 
     async def reset(self, tx: Tx) -> None:
         for table in self.tables:

@@ -149,13 +149,12 @@ async def test_a_revocation_of_someone_else_in_the_same_batch_refuses_nothing(st
 
 @pytest.mark.postgres
 async def test_on_postgresql_the_revocation_lookup_shares_the_state_read(pg_dsn, monkeypatch):
-    """Under the write lock a conditional exchange written the classic way costs one read on PostgreSQL: the
-    store's state and the lineage's revocation lookup travel in one statement, with the same verdicts as when
-    read apart."""
+    """Under the write lock a conditional exchange costs one read on PostgreSQL: the store's state and the
+    lineage's revocation lookup travel in one statement, with the same verdicts as when read apart."""
     from eventstore.postgres import PostgresEventStore, _PgTx
     from projections.lineage import LineageProjection
 
-    store = PostgresEventStore(pg_dsn, [LineageProjection()], one_statement=False)
+    store = PostgresEventStore(pg_dsn, [LineageProjection()])
     await store.open()
     try:
         await store.append("subject-x", [SubjectRevoked(at=1_700_000_100.0, iss=IDP, sub="bob", before=1_700_000_050.0, by="t")])
