@@ -40,6 +40,7 @@ from ops.bench_probe import (
     key_cache_hit_rate,
     metrics_batches,
     per_worker_delta,
+    pg_analyze,
     pg_commits,
     pg_wal_bytes,
     redis_commands,
@@ -390,6 +391,8 @@ def _run_scenarios(name: str, url: str, setup: BenchSetup, tokens: Tokens, optio
         work = workload(scenario, setup, tokens, _assertions_needed(options) if scenario == "private_key_jwt" else 0)
         if options.warmup > 0 and not work.single_use:
             run_load(url, work, max(options.concurrencies), options.warmup, options.load_generator)
+        if backend is not None and backend.pg_database:
+            pg_analyze(backend.store_url)  # statistics, as in a database in service (before the counters are read)
         measured: list[Row] = []
         for connections in options.concurrencies:
             if work.single_use:  # fresh assertions for every run

@@ -19,6 +19,9 @@
   telling itself apart by ``baton_process_id``. Redis commands (which include
   those the rate-limit script runs inside Redis) come from ``INFO commandstats``,
   without the probe's own ``INFO``.
+
+Before each scenario's measured runs the bench's PostgreSQL database is analyzed
+(:func:`pg_analyze`): it was created seconds before and would have no statistics.
 """
 
 from __future__ import annotations
@@ -69,6 +72,27 @@ async def _pg_wal_bytes(admin_dsn: str) -> int:
 def pg_wal_bytes(admin_dsn: str) -> int:
     """The server's write-ahead log position in bytes: what every database of the server has written so far."""
     return asyncio.run(_pg_wal_bytes(admin_dsn))
+
+
+async def _pg_analyze(database_url: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(database_url, timeout=5)
+    try:
+        await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
+
+
+def pg_analyze(database_url: str) -> None:
+    """``ANALYZE`` the bench's database, as autovacuum would have done to one in service.
+
+    The database is created seconds before the run: without statistics PostgreSQL plans
+    for empty tables, and a plan a connection caches then (a sequential scan) stays while
+    the tables grow. Measured: a classic group commit's server time grew from 1.5 to 5.5 ms
+    over 3,200 events; after ANALYZE it was 0.75 ms.
+    """
+    asyncio.run(_pg_analyze(database_url))
 
 
 def redis_commandstats(url: str) -> dict[str, int]:

@@ -1,4 +1,5 @@
-"""``baton bench`` reads PostgreSQL's WAL position to report the bytes each exchange makes the server write."""
+"""What ``baton bench`` asks PostgreSQL: the WAL position (the bytes each exchange makes the server write), and
+statistics for its freshly made database before it measures."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 
 import asyncpg
 
-from ops.bench_probe import pg_wal_bytes
+from ops.bench_probe import pg_analyze, pg_wal_bytes
 
 
 def test_wal_position_grows_by_what_a_commit_writes(pg_dsn: str) -> None:
@@ -25,3 +26,27 @@ def test_wal_position_grows_by_what_a_commit_writes(pg_dsn: str) -> None:
     asyncio.run(write_row())
     written = pg_wal_bytes(pg_dsn) - start
     assert written >= 64 * 1024
+
+
+def test_the_bench_gives_its_database_statistics_before_measuring(pg_dsn: str) -> None:
+    """``pg_analyze``: a table filled seconds ago has statistics afterwards, as autovacuum would have given it."""
+
+    async def fill() -> None:
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            await conn.execute("CREATE TABLE stats_probe (id bigint PRIMARY KEY)")
+            await conn.execute("INSERT INTO stats_probe SELECT generate_series(1, 1000)")
+        finally:
+            await conn.close()
+
+    async def estimated_rows() -> float:
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            return float(await conn.fetchval("SELECT reltuples FROM pg_class WHERE oid = 'stats_probe'::regclass"))
+        finally:
+            await conn.close()
+
+    asyncio.run(fill())
+    assert asyncio.run(estimated_rows()) < 0  # never analyzed
+    pg_analyze(pg_dsn)
+    assert asyncio.run(estimated_rows()) == 1000
