@@ -156,6 +156,8 @@ def ending_with_this_process() -> Callable[[], None] | None:
     parent = os.getpid()
 
     def end_with_parent() -> None:
+        # until exec, this child runs the parent's Python signal handlers: SIGTERM must kill it, not be handled
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         # a refusal (a seccomp profile) leaves the tool's own cleanup, as off Linux
         if _ask_parent_death_signal(libc) and os.getppid() != parent:
             os.kill(os.getpid(), signal.SIGTERM)

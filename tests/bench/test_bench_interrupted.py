@@ -105,6 +105,25 @@ def test_a_killed_bench_leaves_no_server_running(tmp_path: Path) -> None:
     assert _left_running(work) == []
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_forked_server_is_killed_by_sigterm_even_before_it_execs(tmp_path: Path) -> None:
+    """Between fork and exec the child runs the bench's Python handlers: the set-up puts SIGTERM back to its default,
+    so the parent's death (or a stop request) kills it there instead of being handled and lost."""
+    code = (
+        "import os, signal, sys\n"
+        "from ops.serving import ending_with_this_process\n"
+        "signal.signal(signal.SIGTERM, lambda *args: None)\n"  # as the bench's deferring handler
+        "setup = ending_with_this_process()\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    setup()\n"
+        "    os._exit(0 if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL else 1)\n"
+        "sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], timeout=30)
+    assert done.returncode == 0
+
+
 def test_a_stop_request_while_a_server_is_forked_still_stops_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """SIGTERM arriving inside ``Popen`` (after the fork) is acted on once the bench holds the child: it is stopped."""
     from ops import bench_env
