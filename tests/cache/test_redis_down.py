@@ -140,13 +140,14 @@ async def test_a_call_queued_behind_a_hung_run_waits_its_own_timeout_only(make_d
     """A call queued while an earlier script run hangs is answered ``timeout`` after it was made, not after
     that run and then its own have both timed out (one deadline per caller, kept by the script's timer)."""
     async with silent_server() as port:
-        cache = make_down(f"redis://127.0.0.1:{port}/0", timeout=1.0, backoff=0.0)
+        # 2 s, so that a loaded machine's delays (up to ≈1 s either way) cannot blur own deadline and queued one
+        cache = make_down(f"redis://127.0.0.1:{port}/0", timeout=2.0, backoff=0.0)
         loop = asyncio.get_running_loop()
         first = asyncio.ensure_future(cache.rate_limit("c:first", SLOW, 5))
         await asyncio.sleep(0.05)  # the first call's run is in flight, hung
         started = loop.time()
         assert await asyncio.wait_for(cache.rate_limit("c:queued", SLOW, 5), NEVER_HANGS) == 0.0
         waited = loop.time() - started
-        assert 0.9 <= waited < 1.5  # its own 1 s; behind the hung run it would be ~1.95 s
+        assert 1.9 <= waited < 2.95  # its own 2 s; behind the hung run it would be ~3.95 s
         assert await asyncio.wait_for(first, NEVER_HANGS) == 0.0
         assert cache.fallbacks >= 2
