@@ -27,23 +27,33 @@ Before each scenario's measured runs the bench's PostgreSQL database is analyzed
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import sqlite3
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 
-async def _pg_commits(admin_dsn: str, database: str) -> int:
+@contextlib.asynccontextmanager
+async def _pg_connection(dsn: str) -> AsyncIterator[Any]:
+    """A connection of the probe's own, closed afterwards."""
     import asyncpg
 
-    conn = await asyncpg.connect(admin_dsn, timeout=5)
+    conn = await asyncpg.connect(dsn, timeout=5)
     try:
-        value = await conn.fetchval("SELECT xact_commit FROM pg_stat_database WHERE datname = $1", database)
-        return int(value or 0)
+        yield conn
     finally:
         await conn.close()
+
+
+async def _pg_commits(admin_dsn: str, database: str) -> int:
+    async with _pg_connection(admin_dsn) as conn:
+        value = await conn.fetchval("SELECT xact_commit FROM pg_stat_database WHERE datname = $1", database)
+        return int(value or 0)
 
 
 def pg_commits(admin_dsn: str, database: str, settle: float = 12.0) -> int:
@@ -60,13 +70,8 @@ def pg_commits(admin_dsn: str, database: str, settle: float = 12.0) -> int:
 
 
 async def _pg_wal_bytes(admin_dsn: str) -> int:
-    import asyncpg
-
-    conn = await asyncpg.connect(admin_dsn, timeout=5)
-    try:
+    async with _pg_connection(admin_dsn) as conn:
         return int(await conn.fetchval("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint"))
-    finally:
-        await conn.close()
 
 
 def pg_wal_bytes(admin_dsn: str) -> int:
@@ -75,13 +80,8 @@ def pg_wal_bytes(admin_dsn: str) -> int:
 
 
 async def _pg_analyze(database_url: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(database_url, timeout=5)
-    try:
+    async with _pg_connection(database_url) as conn:
         await conn.execute("ANALYZE")
-    finally:
-        await conn.close()
 
 
 def pg_analyze(database_url: str) -> None:
