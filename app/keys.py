@@ -9,6 +9,7 @@ not removed, so resource servers can verify tokens signed by a retired key.
 
 from __future__ import annotations
 
+import base64
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -16,14 +17,19 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from joserfc import jws
+from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet, OKPKey, RSAKey, import_key
+from joserfc.jws import JWSRegistry
 
 Jwk = dict[str, Any]
 
 #: the algorithm a key is generated for, and the JWS alg name written in headers
 _ALGS: Mapping[str, str] = {"ES256": "ES256", "RS256": "RS256", "PS256": "PS256", "EdDSA": "Ed25519", "Ed25519": "Ed25519"}
 _json = msgspec.json.Encoder(order="deterministic")
+
+
+def _b64url(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
 
 
 class KeyError_(Exception):
@@ -94,7 +100,17 @@ class KeyRing:
         self.kid: str = self._active["kid"]
         self.alg: str = self._active["alg"]
         self._signer = import_key({k: v for k, v in self._active.items() if not k.startswith("baton_")})
-        self._header = {"alg": self.alg, "typ": "at+jwt", "kid": self.kid}
+        # the header and the key never change for a ring: they are checked and encoded once here, so
+        # signing is the algorithm alone (joserfc's compact serializer re-checks both on every call)
+        algorithm = JWSRegistry.algorithms.get(self.alg)
+        if algorithm is None:
+            raise KeyError_(f"signing key {self.kid}: unsupported alg {self.alg!r}")
+        try:
+            algorithm.check_key(self._signer)
+        except JoseError as exc:
+            raise KeyError_(f"signing key {self.kid} does not fit its alg {self.alg}: {exc}") from exc
+        self._algorithm = algorithm
+        self._encoded_headers: dict[str, bytes] = {}
         published = [public_jwk(k) for k in keys if k.get("baton_state", "active") != "removed"]
         self.public_jwks: dict[str, Any] = {"keys": published}
         self._verify_set = KeySet.import_key_set(self.public_jwks)
@@ -109,9 +125,13 @@ class KeyRing:
         return cls(read_key_file(path))
 
     def sign(self, claims: Mapping[str, Any], typ: str = "at+jwt") -> str:
-        """Sign ``claims`` as a compact JWS with the active key."""
-        header = self._header if typ == "at+jwt" else {**self._header, "typ": typ}
-        return jws.serialize_compact(header, _json.encode(claims), self._signer, algorithms=[self.alg])
+        """Sign ``claims`` as a compact JWS (RFC 7515 §7.1) with the active key."""
+        header = self._encoded_headers.get(typ)
+        if header is None:
+            header = self._encoded_headers[typ] = _b64url(_json.encode({"alg": self.alg, "typ": typ, "kid": self.kid}))
+        signing_input = header + b"." + _b64url(_json.encode(claims))
+        signature = self._algorithm.sign(signing_input, self._signer)
+        return (signing_input + b"." + _b64url(signature)).decode("ascii")
 
     def private_keys(self) -> list[Jwk]:
         """The key file's entries, lifecycle markers included (never log or publish these)."""
