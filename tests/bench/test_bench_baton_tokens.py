@@ -1,0 +1,59 @@
+"""The tokens Baton issued for the chain3 and introspection scenarios are issued anew for each of them.
+
+They live ``tokens.ttl`` (300 s): issued once per backend, a full run reached its
+later scenarios with them expired and measured nothing but 400s.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+import ops.bench as bench
+from ops.bench import Options, Tokens
+from ops.bench_load import Workload
+
+
+def test_scenarios_presenting_baton_tokens_get_tokens_issued_after_the_scenario_before(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Each chain3 or introspection run presents tokens issued after every run of the scenarios before it."""
+    events: list[tuple[str, Any]] = []  # in order: ("issued", generation) and ("measured", (scenario, generation))
+    generation = 0
+
+    def issue(url: str, setup: Any, tokens: Tokens, chains: int) -> None:
+        nonlocal generation
+        generation += 1
+        tokens.depth2 = [f"depth2-gen{generation}"]
+        tokens.issued = [f"issued-gen{generation}"]
+        events.append(("issued", generation))
+
+    def measure(name: str, scenario: str, url: str, work: Workload, connections: int, *rest: Any) -> Any:
+        presented = work.bodies[0]
+        generation_presented = int(presented.rsplit("gen", 1)[1].split("&")[0]) if "gen" in presented else None
+        events.append(("measured", (scenario, generation_presented)))
+        return SimpleNamespace(exchanges_per_s=1.0, p99_ms=1.0, errors=0)
+
+    monkeypatch.setattr(bench, "issue_baton_tokens", issue)
+    monkeypatch.setattr(bench, "measure", measure)
+    monkeypatch.setattr(bench, "run_load", lambda *a, **k: None)
+    setup = bench.BenchSetup.create(tmp_path)
+    tokens = Tokens(users=["user-token"], actors=["actor-token"], bad=["bad-token"])
+    scenarios = ["chain3", "impersonation", "introspection", "chain3"]
+    options = Options(concurrencies=[8, 32], scenarios=scenarios, log=lambda _: None)
+
+    bench._run_scenarios("embedded", "http://unused", setup, tokens, options, None, None, lambda rows: None)
+
+    measured = [value for kind, value in events if kind == "measured"]
+    assert [s for s, _ in measured] == [s for s in scenarios for _ in (8, 32)]
+    for index, (kind, value) in enumerate(events):
+        if kind == "measured" and value[0] in bench.USES_BATON_TOKENS:
+            latest = max(v for k, v in events[:index] if k == "issued")
+            previous_runs = [i for i, (k, v) in enumerate(events[:index]) if k == "measured" and v[0] != value[0]]
+            issued_at = max(i for i, (k, v) in enumerate(events[:index]) if k == "issued")
+            assert value[1] == latest, "a scenario presents the tokens issued last"
+            assert not previous_runs or issued_at > max(previous_runs), "issued after the scenario before it ran"
+    assert sum(1 for kind, _ in events if kind == "issued") == 3  # once per such scenario, never for impersonation
