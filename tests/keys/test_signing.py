@@ -15,6 +15,7 @@ from joserfc.jwk import import_key
 from app.keys import KeyError_, KeyRing, generate_key, public_jwk
 
 ALGORITHMS = [("ES256", "ES256"), ("RS256", "RS256"), ("PS256", "PS256"), ("EdDSA", "Ed25519")]
+_ES256 = generate_key("ES256")
 
 
 def _segment(token: str, index: int) -> dict:
@@ -50,9 +51,6 @@ def test_any_claims_round_trip(claims: dict) -> None:
     """Whatever JSON claims are signed, the verified payload is exactly those claims."""
     ring = KeyRing([_ES256])
     assert _verify(ring.sign(claims), _ES256, "ES256") == claims
-
-
-_ES256 = generate_key("ES256")
 
 
 @pytest.mark.parametrize(
