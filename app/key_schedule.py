@@ -19,9 +19,9 @@ from eventstore.store import EventStore
 
 from .config import Config
 from .key_file import KeyFileBusy, key_file_lock
-from .key_lifecycle import KeyChange, max_token_lifetime, record_changes, scheduled
+from .key_lifecycle import KeyChange, LifecycleError, max_token_lifetime, record_changes, scheduled
 from .periodic import Periodic
-from .keys import Jwk, read_key_file, write_key_file
+from .keys import Jwk, KeyError_, KeyRing, read_key_file, write_key_file
 
 log = structlog.get_logger("baton.keys")
 
@@ -31,10 +31,18 @@ Transform = Callable[[list[Jwk]], tuple[list[Jwk], list[KeyChange]]]
 async def apply_key_change(
     path: str | Path, store: EventStore, transform: Transform, now: float, *, blocking: bool = True
 ) -> Sequence[KeyChange]:
-    """Read the key file, ``transform`` it, record the changes, write it back (all under the lock)."""
+    """Read the key file, ``transform`` it, record the changes, write it back (all under the lock).
+
+    The new key set is loaded as a :class:`KeyRing` first: a set no instance could load (a damaged
+    entry, a disallowed alg) is refused with :class:`LifecycleError` and neither recorded nor written.
+    """
     with key_file_lock(path, blocking=blocking):
         keys, changes = transform(read_key_file(path))
         if changes:
+            try:
+                KeyRing(keys)
+            except KeyError_ as exc:
+                raise LifecycleError(f"the changed key file would not load: {exc}") from exc
             await record_changes(store, changes, now)
             write_key_file(path, keys)
     return changes

@@ -21,10 +21,17 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet, OKPKey, RSAKey, import_key
 from joserfc.jws import JWSRegistry
 
+from .jose_strict import key_fits
+
 Jwk = dict[str, Any]
 
 #: the algorithm a key is generated for, and the JWS alg name written in headers
 _ALGS: Mapping[str, str] = {"ES256": "ES256", "RS256": "RS256", "PS256": "PS256", "EdDSA": "Ed25519", "Ed25519": "Ed25519"}
+#: the ``alg`` values a key file may hold (``EdDSA`` as older files wrote it); symmetric keys and
+#: ``none`` never load: a symmetric key's "public half" is its secret, and JWKS would publish it
+SIGNING_ALGS = frozenset(_ALGS)
+#: the states whose keys sign now or will after promotion, so they must hold a private key
+_SIGNING_STATES = frozenset({"active", "next"})
 _json = msgspec.json.Encoder(order="deterministic")
 
 
@@ -56,12 +63,43 @@ def generate_key(algorithm: str, state: str = "active") -> Jwk:
     return jwk
 
 
+def _jose_key(jwk: Jwk) -> Any:
+    return import_key({k: v for k, v in jwk.items() if not k.startswith("baton_")})
+
+
 def public_jwk(jwk: Jwk) -> Jwk:
-    """The public half of a private JWK (with ``kid``, ``alg``, ``use``)."""
-    key = import_key({k: v for k, v in jwk.items() if not k.startswith("baton_")})
-    public = dict(key.as_dict(private=False))
+    """The public half of a private JWK (with ``kid``, ``alg``, ``use``).
+
+    ``key_ops`` is left out: a private key's ``["sign"]`` would tell verifiers the public key may not verify.
+    """
+    public = dict(_jose_key(jwk).as_dict(private=False))
+    public.pop("key_ops", None)
     public.update({"kid": jwk["kid"], "alg": jwk["alg"], "use": "sig"})
     return public
+
+
+def check_key_entry(jwk: Jwk) -> None:
+    """Refuse (with :class:`KeyError_`) a key-file entry Baton may not sign with or publish.
+
+    Its ``alg`` must be one of :data:`SIGNING_ALGS`, its public half must fit that alg (type, curve,
+    RSA of at least 2048 bits), and a key that signs now or after promotion must hold a private key
+    whose ``key_ops``, if present, allow signing.
+    """
+    kid = jwk.get("kid")
+    alg = jwk.get("alg")
+    if not isinstance(kid, str) or not kid:
+        raise KeyError_("a signing key has no kid")
+    if alg not in SIGNING_ALGS:
+        raise KeyError_(f"signing key {kid}: alg {str(alg)[:20]!r} is not one of {', '.join(sorted(SIGNING_ALGS))}")
+    try:
+        key = _jose_key(jwk)
+        fits = key_fits(import_key(public_jwk(jwk)), alg)
+        if jwk.get("baton_state", "active") in _SIGNING_STATES:
+            key.check_key_op("sign")
+    except (JoseError, ValueError, TypeError) as exc:
+        raise KeyError_(f"signing key {kid} cannot sign {alg}: {exc}") from exc
+    if not fits:
+        raise KeyError_(f"signing key {kid} does not fit its alg {alg} (key type, curve or RSA size)")
 
 
 def write_key_file(path: str | Path, keys: list[Jwk]) -> None:
@@ -92,6 +130,8 @@ class KeyRing:
     """The loaded signing keys: signs with the active one, publishes the public set."""
 
     def __init__(self, keys: list[Jwk]) -> None:
+        for jwk in keys:
+            check_key_entry(jwk)
         active = [k for k in keys if k.get("baton_state", "active") == "active"]
         if not active:
             raise KeyError_("no active signing key")
@@ -99,12 +139,10 @@ class KeyRing:
         self._active = active[-1]
         self.kid: str = self._active["kid"]
         self.alg: str = self._active["alg"]
-        self._signer = import_key({k: v for k, v in self._active.items() if not k.startswith("baton_")})
+        self._signer = _jose_key(self._active)
         # the header and the key never change for a ring: they are checked and encoded once here, so
         # signing is the algorithm alone (joserfc's compact serializer re-checks both on every call)
-        algorithm = JWSRegistry.algorithms.get(self.alg)
-        if algorithm is None:
-            raise KeyError_(f"signing key {self.kid}: unsupported alg {self.alg!r}")
+        algorithm = JWSRegistry.algorithms[self.alg]  # every SIGNING_ALGS member is registered
         try:
             algorithm.check_key(self._signer)
         except JoseError as exc:
