@@ -147,9 +147,19 @@ class Tokens:
     bad: list[str]
     depth2: list[str] = field(default_factory=list)
     issued: list[str] = field(default_factory=list)
+    #: when the first of ``depth2`` and ``issued`` expires (Unix seconds; 0 before they are issued)
+    baton_tokens_expire: float = 0.0
 
 
-def mint_tokens(setup: BenchSetup, users: int, lifetime: int = 3600) -> Tokens:
+#: how long the pre-minted subject and actor tokens live: longer than any bench run, within Baton's default
+#: ``tokens.max_subject_lifetime`` (a day); Baton caps what it issues at ``tokens.ttl`` anyway
+SUBJECT_TOKEN_LIFETIME = 12 * 3600
+#: what a measurement adds to its warm-up and duration: starting the load generator, reading CPU, waiting
+#: for PostgreSQL's commit counter to settle (up to 12 s), a margin for a slow VM
+MEASUREMENT_OVERHEAD_S = 60.0
+
+
+def mint_tokens(setup: BenchSetup, users: int, lifetime: int = SUBJECT_TOKEN_LIFETIME) -> Tokens:
     """Subject tokens for ``users`` distinct users, 16 actor tokens, and tampered tokens for denials."""
     now = int(time.time())
     issuer = setup.issuer
@@ -187,6 +197,23 @@ def issue_baton_tokens(url: str, setup: BenchSetup, tokens: Tokens, chains: int)
     tokens.depth2 = asyncio.run(
         _exchange_all(url, _basic("svc-b", secret), [_exchange_body(t, "svc-c") for t in depth1]))
     tokens.issued = asyncio.run(_exchange_all(url, _basic("imp", secret), [_exchange_body(u, "orders") for u in users]))
+    tokens.baton_tokens_expire = min(_expiry(t) for t in (tokens.depth2[:1] + tokens.issued[:1]))
+
+
+def _expiry(token: str) -> float:
+    """The ``exp`` of a token Baton issued (read, not verified: the bench only plans with it)."""
+    payload = token.split(".")[1]
+    return float(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["exp"])
+
+
+def measurement_span(options: Options) -> float:
+    """Seconds one measurement may take, warm-up included: the tokens it presents must outlive it."""
+    return options.warmup + options.duration + MEASUREMENT_OVERHEAD_S
+
+
+def baton_token_ttl(options: Options) -> int:
+    """``tokens.ttl`` of the Baton under test: the production default (300 s) unless a measurement lasts longer."""
+    return max(300, int(measurement_span(options)) + 60)
 
 
 def workload(scenario: str, setup: BenchSetup, tokens: Tokens, assertions: int) -> Workload:
@@ -365,8 +392,9 @@ def backends(options: Options, workdir: Path) -> Iterator[list[Backend]]:
 
 def _server_config(setup: BenchSetup, options: Options, backend: Backend, port: int) -> dict[str, Any]:
     prefix = f"bench{uuid.uuid4().hex[:6]}:"
-    return setup.config(port=port, store_url=backend.store_url, cache_url=backend.cache_url,
-                        workers=options.workers, worker_class=options.worker_class, prefix=prefix)
+    config = setup.config(port=port, store_url=backend.store_url, cache_url=backend.cache_url,
+                          workers=options.workers, worker_class=options.worker_class, prefix=prefix)
+    return {**config, "tokens": {**config["tokens"], "ttl": baton_token_ttl(options)}}
 
 
 def ceiling_process(config_path: Path, url: str) -> ServerProcess:
@@ -383,9 +411,22 @@ def _assertions_needed(options: Options) -> int:
 
 
 #: scenarios that present tokens Baton issued: those live ``tokens.ttl`` (300 s in the bench's config), so they are
-#: issued anew just before each such scenario; issued once per backend, a long run reached its later scenarios with
-#: them expired (seen: chain3 at 64 connections answered nothing but 400s)
+#: issued anew just before each such scenario, and again before a measurement they would not outlive; issued once
+#: per backend, a long run reached its later scenarios with them expired (seen: chain3 at 64 connections answered
+#: nothing but 400s)
 USES_BATON_TOKENS = frozenset({"chain3", "introspection"})
+
+
+def _refresh_baton_tokens(url: str, setup: BenchSetup, tokens: Tokens, options: Options, *, always: bool) -> bool:
+    """Issue the Baton tokens anew when ``always`` or when they would expire within one measurement; True if issued."""
+    span = measurement_span(options)
+    if not always and tokens.baton_tokens_expire - time.time() >= span:
+        return False
+    issue_baton_tokens(url, setup, tokens, options.chains)
+    if tokens.baton_tokens_expire - time.time() < span:  # a --target whose tokens.ttl is shorter than a measurement
+        options.log(f"  warning: the server's tokens expire within {span:.0f} s, before a measurement ends; "
+                    "chain3 and introspection will count expired tokens (raise its tokens.ttl or shorten --duration)")
+    return True
 
 
 def _run_scenarios(name: str, url: str, setup: BenchSetup, tokens: Tokens, options: Options,
@@ -395,7 +436,7 @@ def _run_scenarios(name: str, url: str, setup: BenchSetup, tokens: Tokens, optio
     rows: list[Row] = []
     for scenario in options.scenarios:
         if scenario in USES_BATON_TOKENS:
-            issue_baton_tokens(url, setup, tokens, options.chains)
+            _refresh_baton_tokens(url, setup, tokens, options, always=True)
         work = workload(scenario, setup, tokens, _assertions_needed(options) if scenario == "private_key_jwt" else 0)
         if options.warmup > 0 and not work.single_use:
             run_load(url, work, max(options.concurrencies), options.warmup, options.load_generator)
@@ -405,6 +446,8 @@ def _run_scenarios(name: str, url: str, setup: BenchSetup, tokens: Tokens, optio
         for connections in options.concurrencies:
             if work.single_use:  # fresh assertions for every run
                 work = workload(scenario, setup, tokens, _assertions_needed(options))
+            elif scenario in USES_BATON_TOKENS and _refresh_baton_tokens(url, setup, tokens, options, always=False):
+                work = workload(scenario, setup, tokens, 0)
             row = measure(name, scenario, url, work, connections, options, server, backend)
             options.log(f"  {name:15} {scenario:16} c={connections:<4} {row.exchanges_per_s:>9.1f}/s "
                         f"p99 {row.p99_ms:7.2f} ms  errors {row.errors}")
