@@ -216,17 +216,23 @@ def baton_token_ttl(options: Options) -> int:
     return max(300, int(measurement_span(options)) + 60)
 
 
+#: what every successful exchange's response holds (the ceiling's too)
+ISSUED = '"access_token":"'
+
+
 def workload(scenario: str, setup: BenchSetup, tokens: Tokens, assertions: int) -> Workload:
     """The requests of one scenario."""
     secret = setup.secret
     if scenario == "impersonation":
-        return Workload("/token", _basic("imp", secret), [_exchange_body(u, "orders") for u in tokens.users])
+        return Workload("/token", _basic("imp", secret), [_exchange_body(u, "orders") for u in tokens.users],
+                        expected_body=ISSUED)
     if scenario == "delegation":
         bodies = [_exchange_body(u, "orders", actor_token=tokens.actors[i % len(tokens.actors)],
                                  actor_token_type=TT_ACCESS_TOKEN) for i, u in enumerate(tokens.users)]
-        return Workload("/token", _basic("dlg", secret), bodies)
+        return Workload("/token", _basic("dlg", secret), bodies, expected_body=ISSUED)
     if scenario == "chain3":
-        return Workload("/token", _basic("svc-c", secret), [_exchange_body(t, "svc-d") for t in tokens.depth2])
+        return Workload("/token", _basic("svc-c", secret), [_exchange_body(t, "svc-d") for t in tokens.depth2],
+                        expected_body=ISSUED)
     if scenario == "private_key_jwt":
         now = int(time.time())
         bodies = [
@@ -234,11 +240,13 @@ def workload(scenario: str, setup: BenchSetup, tokens: Tokens, assertions: int) 
                            client_assertion=setup.assertion(now))
             for i in range(assertions)
         ]
-        return Workload("/token", {}, bodies, single_use=True)
+        return Workload("/token", {}, bodies, single_use=True, expected_body=ISSUED)
     if scenario == "denial":
-        return Workload("/token", _basic("imp", secret), [_exchange_body(b, "orders") for b in tokens.bad], 400)
+        return Workload("/token", _basic("imp", secret), [_exchange_body(b, "orders") for b in tokens.bad], 400,
+                        expected_body='"error":"invalid_request"')
     if scenario == "introspection":
-        return Workload("/introspect", _basic("imp", secret), [urlencode({"token": t}) for t in tokens.issued])
+        return Workload("/introspect", _basic("imp", secret), [urlencode({"token": t}) for t in tokens.issued],
+                        expected_body='"active":true')
     raise ValueError(f"unknown scenario {scenario!r}")
 
 

@@ -1,8 +1,9 @@
 """Load generators for ``baton bench``: wrk with a Lua script, or a built-in asyncio HTTP/1.1 client.
 
 Both take a :class:`Workload` (one path, fixed headers, a list of pre-built
-form bodies used in rotation, the status every response should have) and keep
-``connections`` keep-alive connections busy for ``duration`` seconds. Both
+form bodies used in rotation, the status and a text every response should
+have) and keep ``connections`` keep-alive connections busy for ``duration``
+seconds. Both
 report a :class:`LoadResult`. Bodies marked ``single_use`` (``private_key_jwt``
 assertions) are handed out once each; running out is reported as errors, not
 papered over by reuse.
@@ -31,6 +32,9 @@ class Workload:
     bodies: list[str]
     expected_status: int = 200
     single_use: bool = False
+    #: text every response with the expected status must contain, else it counts as an error (an
+    #: introspection of an expired token is a 200 too, but ``{"active":false}``)
+    expected_body: str = ""
 
 
 @dataclass
@@ -58,6 +62,10 @@ def wrk_available() -> bool:
     return shutil.which("wrk") is not None
 
 
+#: how a response with the expected status but without :attr:`Workload.expected_body` is counted in ``statuses``
+WRONG_BODY = -1
+
+
 def _percentile(sorted_values: list[float], fraction: float) -> float:
     if not sorted_values:
         return 0.0
@@ -79,6 +87,7 @@ def _request_bytes(host: str, workload: Workload, body: str) -> bytes:
 async def _connection(host: str, port: int, requests: list[bytes], cursor: list[int], step: int,
                       stop_at: float, workload: Workload, latencies: list[float], statuses: dict[int, int]) -> None:
     reader, writer = await asyncio.open_connection(host, port)
+    marker = workload.expected_body.encode()
     try:
         while time.perf_counter() < stop_at:
             index = cursor[0]
@@ -92,9 +101,10 @@ async def _connection(host: str, port: int, requests: list[bytes], cursor: list[
             head = await reader.readuntil(b"\r\n\r\n")
             status = int(head[9:12])
             match = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head)
-            if match:
-                await reader.readexactly(int(match.group(1)))
+            body = await reader.readexactly(int(match.group(1))) if match else b""
             latencies.append(time.perf_counter() - started)
+            if status == workload.expected_status and marker not in body:
+                status = WRONG_BODY
             statuses[status] = statuses.get(status, 0) + 1
             if b"connection: close" in head.lower():
                 break
@@ -125,8 +135,12 @@ async def run_builtin(url: str, workload: Workload, connections: int, duration: 
     return LoadResult(
         generator="builtin", connections=connections, duration=elapsed, requests=total, errors=errors,
         p50_ms=_percentile(latencies, 0.50) * 1000, p95_ms=_percentile(latencies, 0.95) * 1000,
-        p99_ms=_percentile(latencies, 0.99) * 1000, statuses={str(k): v for k, v in sorted(statuses.items())},
+        p99_ms=_percentile(latencies, 0.99) * 1000, statuses={_status_name(k): v for k, v in sorted(statuses.items())},
     )
+
+
+def _status_name(status: int) -> str:
+    return "wrong_body" if status == WRONG_BODY else str(status)
 
 
 # --------------------------------------------------------------------------- wrk
@@ -138,6 +152,7 @@ local bodies = {}
 for line in io.lines(os.getenv("BENCH_BODIES")) do bodies[#bodies + 1] = line end
 local single = os.getenv("BENCH_SINGLE_USE") == "1"
 local expected = tonumber(os.getenv("BENCH_EXPECTED"))
+local marker = os.getenv("BENCH_EXPECTED_BODY") or ""
 local threads = {}
 local counter = 0
 
@@ -166,6 +181,7 @@ function request()
 end
 
 function response(status, headers, body)
+  if status == expected and marker ~= "" and not string.find(body, marker, 1, true) then status = "wrong_body" end
   statuses[status] = (statuses[status] or 0) + 1
   if status ~= expected then bad = bad + 1 end
 end
@@ -200,6 +216,7 @@ def run_wrk(url: str, workload: Workload, connections: int, duration: float, thr
         env = {
             "BENCH_BODIES": str(bodies), "BENCH_PATH": workload.path, "BENCH_THREADS": str(threads),
             "BENCH_EXPECTED": str(workload.expected_status), "BENCH_SINGLE_USE": "1" if workload.single_use else "0",
+            "BENCH_EXPECTED_BODY": workload.expected_body,
             "BENCH_HEADERS": "\n".join(f"{k}: {v}" for k, v in workload.headers.items()),
             "PATH": "/usr/bin:/bin:/usr/local/bin",
         }
