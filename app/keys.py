@@ -85,11 +85,13 @@ def check_key_entry(jwk: Jwk) -> None:
     RSA of at least 2048 bits), and a key that signs now or after promotion must hold a private key
     whose ``key_ops``, if present, allow signing.
     """
+    if not isinstance(jwk, dict):
+        raise KeyError_("a signing key entry is not a JSON object")
     kid = jwk.get("kid")
     alg = jwk.get("alg")
     if not isinstance(kid, str) or not kid:
         raise KeyError_("a signing key has no kid")
-    if alg not in SIGNING_ALGS:
+    if not isinstance(alg, str) or alg not in SIGNING_ALGS:
         raise KeyError_(f"signing key {kid}: alg {str(alg)[:20]!r} is not one of {', '.join(sorted(SIGNING_ALGS))}")
     try:
         key = _jose_key(jwk)

@@ -34,7 +34,15 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 
 from app.types import CLIENT_ASSERTION_TYPE_JWT, GRANT_TOKEN_EXCHANGE, TT_ACCESS_TOKEN
-from ops.bench_env import BenchSetup, ServerProcess, baton_process, cpu_seconds, service_pids, wait_until_idle
+from ops.bench_env import (
+    ASSERTION_LIFETIME_S,
+    BenchSetup,
+    ServerProcess,
+    baton_process,
+    cpu_seconds,
+    service_pids,
+    wait_until_idle,
+)
 from ops.bench_load import Workload, run_load, wrk_available
 from ops.bench_probe import (
     key_cache_hit_rate,
@@ -431,7 +439,7 @@ def _refresh_baton_tokens(url: str, setup: BenchSetup, tokens: Tokens, options: 
     if not always and tokens.baton_tokens_expire - time.time() >= span:
         return False
     issue_baton_tokens(url, setup, tokens, options.chains)
-    if tokens.baton_tokens_expire - time.time() < span:  # a --target whose tokens.ttl is shorter than a measurement
+    if always and tokens.baton_tokens_expire - time.time() < span:  # a --target whose ttl is shorter (said once)
         options.log(f"  warning: the server's tokens expire within {span:.0f} s, before a measurement ends; "
                     "chain3 and introspection will count expired tokens (raise its tokens.ttl or shorten --duration)")
     return True
@@ -445,6 +453,9 @@ def _run_scenarios(name: str, url: str, setup: BenchSetup, tokens: Tokens, optio
     for scenario in options.scenarios:
         if scenario in USES_BATON_TOKENS:
             _refresh_baton_tokens(url, setup, tokens, options, always=True)
+        if scenario == "private_key_jwt" and options.duration > ASSERTION_LIFETIME_S - 20:
+            options.log(f"  warning: client assertions live {ASSERTION_LIFETIME_S} s at most (Baton refuses longer); "
+                        f"a {options.duration:.0f} s run counts those that expire during it as errors")
         work = workload(scenario, setup, tokens, _assertions_needed(options) if scenario == "private_key_jwt" else 0)
         if options.warmup > 0 and not work.single_use:
             run_load(url, work, max(options.concurrencies), options.warmup, options.load_generator)
@@ -456,6 +467,8 @@ def _run_scenarios(name: str, url: str, setup: BenchSetup, tokens: Tokens, optio
                 work = workload(scenario, setup, tokens, _assertions_needed(options))
             elif scenario in USES_BATON_TOKENS and _refresh_baton_tokens(url, setup, tokens, options, always=False):
                 work = workload(scenario, setup, tokens, 0)
+                if server is not None:  # the audit runner's share of the exchanges just made stays out of the run
+                    wait_until_idle(server.pids())
             row = measure(name, scenario, url, work, connections, options, server, backend)
             options.log(f"  {name:15} {scenario:16} c={connections:<4} {row.exchanges_per_s:>9.1f}/s "
                         f"p99 {row.p99_ms:7.2f} ms  errors {row.errors}")

@@ -116,6 +116,10 @@ class BenchIssuer:
             self._server.server_close()
 
 
+#: how long the bench's ``private_key_jwt`` assertions live (Baton refuses assertions that live over 300 s)
+ASSERTION_LIFETIME_S = 280
+
+
 @dataclass
 class BenchSetup:
     """Keys, secrets and the Baton configuration of one benchmark (writable with ``--prepare``)."""
@@ -212,8 +216,8 @@ class BenchSetup:
 
     def assertion(self, now: int) -> str:
         """A fresh single-use ``private_key_jwt`` client assertion for client ``pkj``."""
-        claims = {"iss": "pkj", "sub": "pkj", "aud": BATON_ISSUER + "/token", "iat": now, "exp": now + 280,
-                  "jti": uuid.uuid4().hex}
+        claims = {"iss": "pkj", "sub": "pkj", "aud": BATON_ISSUER + "/token", "iat": now,
+                  "exp": now + ASSERTION_LIFETIME_S, "jti": uuid.uuid4().hex}
         header = {"alg": "ES256", "kid": self.client_key.kid, "typ": "JWT"}
         return jws.serialize_compact(header, _compact_json(claims), self.client_key, algorithms=["ES256"])
 

@@ -53,7 +53,7 @@ class LoadResult:
 
     @property
     def rate(self) -> float:
-        """Responses with the expected status per second."""
+        """Responses with the expected status (and text, where the workload names one) per second."""
         return (self.requests - self.errors) / self.duration if self.duration > 0 else 0.0
 
 

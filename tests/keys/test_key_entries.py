@@ -38,8 +38,15 @@ def _oct(alg: str, state: str) -> dict:
 def test_a_symmetric_key_in_any_state_is_refused(alg: str, state: str) -> None:
     """An oct key never loads, whatever alg it claims and whatever state it is in (it would be published)."""
     keys = [_ES256, _oct(alg, state)] if state != "active" else [_oct(alg, state)]
-    with pytest.raises(KeyError_):
+    with pytest.raises(KeyError_, match=f"signing key oct-{alg}: alg .* is not one of|oct-{alg} does not fit"):
         KeyRing(keys)
+
+
+@pytest.mark.parametrize("entry", [{**_ES256, "alg": ["ES256"]}, {**_ES256, "alg": None}, ["not", "an", "object"], "k"])
+def test_a_malformed_entry_is_refused_cleanly(entry: object) -> None:
+    """An alg that is no string, or an entry that is no object, is a KeyError_, not a crash of the CLI or start-up."""
+    with pytest.raises(KeyError_):
+        KeyRing([_ES256, entry])  # type: ignore[list-item]
 
 
 @pytest.mark.parametrize("alg", sorted({"HS256", "HS512", "none", "ES256K", "Ed448", "RS384", "", "es256"}))
@@ -60,9 +67,9 @@ def test_a_short_rsa_key_is_refused() -> None:
 def test_an_active_or_next_key_must_be_private() -> None:
     """A public-only key cannot sign, now or after promotion; a removed key's public tombstone still loads."""
     public_only = public_jwk(generate_key("ES256"))
-    with pytest.raises(KeyError_):
+    with pytest.raises(KeyError_, match="cannot sign"):
         KeyRing([{**public_only, "baton_state": "active"}])
-    with pytest.raises(KeyError_):
+    with pytest.raises(KeyError_, match="cannot sign"):
         KeyRing([_ES256, {**public_only, "baton_state": "next"}])
     ring = KeyRing([_ES256, {**public_only, "baton_state": "removed"}])
     assert ring.kid == _ES256["kid"]
@@ -70,7 +77,7 @@ def test_an_active_or_next_key_must_be_private() -> None:
 
 def test_key_ops_must_allow_signing_and_are_not_published() -> None:
     """key_ops without "sign" is refused; with it the key signs, and the published half carries no key_ops."""
-    with pytest.raises(KeyError_):
+    with pytest.raises(KeyError_, match="cannot sign"):
         KeyRing([{**_ES256, "key_ops": ["verify"]}])
     ring = KeyRing([{**_ES256, "key_ops": ["sign"]}])
     [published] = ring.public_jwks["keys"]
