@@ -81,9 +81,9 @@ def public_jwk(jwk: Jwk) -> Jwk:
 def check_key_entry(jwk: Jwk) -> None:
     """Refuse (with :class:`KeyError_`) a key-file entry Baton may not sign with or publish.
 
-    Its ``alg`` must be one of :data:`SIGNING_ALGS`, its public half must fit that alg (type, curve,
-    RSA of at least 2048 bits), and a key that signs now or after promotion must hold a private key
-    whose ``key_ops``, if present, allow signing.
+    Its ``alg`` must be one of :data:`SIGNING_ALGS`, its ``use`` (if any) ``sig``, its public half
+    must fit that alg (type, curve, RSA of at least 2048 bits), and a key that signs now or after
+    promotion must hold a private key whose ``key_ops``, if present, allow signing.
     """
     if not isinstance(jwk, dict):
         raise KeyError_("a signing key entry is not a JSON object")
@@ -93,6 +93,8 @@ def check_key_entry(jwk: Jwk) -> None:
         raise KeyError_("a signing key has no kid")
     if not isinstance(alg, str) or alg not in SIGNING_ALGS:
         raise KeyError_(f"signing key {kid}: alg {str(alg)[:20]!r} is not one of {', '.join(sorted(SIGNING_ALGS))}")
+    if jwk.get("use", "sig") != "sig":  # the published half says "sig" whatever the entry says
+        raise KeyError_(f"signing key {kid}: use {str(jwk.get('use'))[:20]!r} is not \"sig\"")
     try:
         key = _jose_key(jwk)
         fits = key_fits(import_key(public_jwk(jwk)), alg)

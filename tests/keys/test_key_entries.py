@@ -57,6 +57,14 @@ def test_an_alg_outside_the_allow_list_is_refused(alg: str) -> None:
         KeyRing([{**_ES256, "alg": alg}])
 
 
+@pytest.mark.parametrize("state", ["active", "retired"])
+def test_an_encryption_key_is_refused_in_any_state(state: str) -> None:
+    """A key marked ``use: enc`` is not published as a signature key, even retired."""
+    keys = [_ES256, {**generate_key("ES256"), "use": "enc", "baton_state": state}]
+    with pytest.raises(KeyError_, match='use .enc. is not "sig"'):
+        KeyRing(keys)
+
+
 def test_a_short_rsa_key_is_refused() -> None:
     """RSA below 2048 bits does not load (verifiers would refuse its tokens anyway)."""
     small = dict(RSAKey.generate_key(1024, private=True, auto_kid=True).as_dict(private=True))
