@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from ops.bench import SCENARIOS, Options, run, table, write_json
 from ops.bench_env import BenchSetup
@@ -26,6 +27,11 @@ def _scenarios(text: str) -> list[str]:
     if unknown or not values:
         raise argparse.ArgumentTypeError(f"choose from {', '.join(SCENARIOS)}")
     return values
+
+
+def _joined(lists: list[list[Any]] | None) -> list[Any]:
+    """The values of a repeated list option (``--concurrency 8,32 --concurrency 64``), in order, each once."""
+    return list(dict.fromkeys(v for values in lists or [] for v in values))
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -53,11 +59,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         for name, value in QUICK.items():
             setattr(options, name, value)
     if args.concurrency:
-        options.concurrencies = args.concurrency
+        options.concurrencies = _joined(args.concurrency)
     if args.duration:
         options.duration = args.duration
     if args.scenarios:
-        options.scenarios = args.scenarios
+        options.scenarios = _joined(args.scenarios)
     try:
         report = run(options)
     except RuntimeError as exc:
@@ -84,9 +90,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--quick", action="store_true", help="one concurrency (32), 2 s per scenario: under two minutes")
-    p.add_argument("--concurrency", type=_concurrencies, metavar="N,N", help="connections per run (default 8,32,64)")
+    p.add_argument("--concurrency", type=_concurrencies, action="append", metavar="N,N",
+                   help="connections per run (default 8,32,64; may be repeated)")
     p.add_argument("--duration", type=float, metavar="S", help="seconds per run (default 5)")
-    p.add_argument("--scenarios", type=_scenarios, metavar="A,B", help=f"subset of: {', '.join(SCENARIOS)}")
+    p.add_argument("--scenarios", type=_scenarios, action="append", metavar="A,B",
+                   help=f"subset of: {', '.join(SCENARIOS)} (may be repeated)")
     p.add_argument("--pg", metavar="URL", help="PostgreSQL server (a throwaway database is created on it and dropped)")
     p.add_argument("--redis", metavar="URL", help="Redis for the PostgreSQL backend (use a dedicated one: "
                                                    "INFO commandstats is server-wide)")
