@@ -27,9 +27,9 @@ COMMAND_MODULES = (
     "ops.cmd_bench",  # bench
 )
 
-#: options whose value is an identifier Baton minted or copied from a token: a jti is base64url, so
-#: one in 64 begins with "-", which argparse would take for an option of its own
-IDENTIFIER_OPTIONS = frozenset({"--jti"})
+#: options whose value is an identifier Baton minted or copied from a token: a jti or a key's thumbprint
+#: kid is base64url, so one in 64 begins with "-", which argparse would take for an option of its own
+IDENTIFIER_OPTIONS = frozenset({"--jti", "--kid"})
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -107,7 +107,11 @@ def cmd_keys_promote(args: argparse.Namespace) -> int:
 
 def cmd_keys_retire(args: argparse.Namespace) -> int:
     """Retire a key (a next key is removed at once)."""
-    return _change_keys(args, lambda config, now: lambda keys: retire(keys, args.kid, now))
+    given = {kid for kid in (args.kid, args.kid_option) if kid is not None}
+    if len(given) != 1:
+        return fail("name the key to retire once: `baton keys retire KID` or `--kid KID`")
+    kid = given.pop()
+    return _change_keys(args, lambda config, now: lambda keys: retire(keys, kid, now))
 
 
 def _when(seconds: int | None) -> str:
@@ -203,7 +207,8 @@ def _add_lifecycle(keys_sub: argparse._SubParsersAction) -> None:
     )
     _config_arg(parser)
     # a kid is a base64url thumbprint: one in 64 starts with "-", which argparse reads as an option
-    parser.add_argument("kid", help="key id (one that starts with '-' goes after '--': retire -- -Q5qp…)")
+    parser.add_argument("kid", nargs="?", help="key id (one that starts with '-' goes after '--': retire -- -Q5qp…)")
+    parser.add_argument("--kid", dest="kid_option", metavar="KID", help="the key id, as `keys promote --kid` takes it")
     parser.set_defaults(func=cmd_keys_retire)
 
     parser = keys_sub.add_parser(

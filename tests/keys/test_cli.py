@@ -116,3 +116,32 @@ def test_verify_still_checks_checkpoints_signed_by_a_removed_key(
     assert old not in {k["kid"] for k in KeyRing(_keys(config_path)).public_jwks["keys"]}
     assert main(["verify", "--config", str(config_path)]) == 0
     assert "OK" in capsys.readouterr().out
+
+
+def _with_kid(config_path: Path, kid: str, state: str) -> None:
+    """Give the file's key of ``state`` the id ``kid`` (a thumbprint may begin with "-")."""
+    path = load_config(config_path).signing.keys
+    write_key_file(path, [{**k, "kid": kid} if state_of(k) == state else k for k in read_key_file(path)])
+
+
+def test_kids_beginning_with_a_dash_work_with_kid_options(config_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``promote --kid -x…`` and ``retire --kid -x…`` take the value as the kid, not as an option."""
+    assert main(["keys", "rotate", "-c", str(config_path)]) == 0
+    _with_kid(config_path, "-next-key", "next")
+    assert main(["keys", "promote", "-c", str(config_path), "--force", "--kid", "-next-key"]) == 0
+    assert KeyRing(_keys(config_path)).kid == "-next-key"
+    assert main(["keys", "rotate", "-c", str(config_path)]) == 0
+    _with_kid(config_path, "-second-next", "next")
+    capsys.readouterr()
+    assert main(["keys", "retire", "-c", str(config_path), "--kid", "-second-next"]) == 0
+    assert "-second-next removed" in capsys.readouterr().out
+    assert "-second-next" not in {k["kid"] for k in _keys(config_path) if state_of(k) != "removed"}
+
+
+@pytest.mark.parametrize("argv", [[], ["a", "--kid", "b"]], ids=["none", "two-different"])
+def test_retire_needs_exactly_one_kid(config_path: Path, argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """Neither a positional kid nor --kid, or two different ones: refused, the file unchanged."""
+    before = _keys(config_path)
+    assert main(["keys", "retire", "-c", str(config_path), *argv]) == 2
+    assert "name the key to retire once" in capsys.readouterr().err
+    assert _keys(config_path) == before
