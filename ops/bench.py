@@ -33,6 +33,7 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 
+from app.jose_strict import parse_compact
 from app.types import CLIENT_ASSERTION_TYPE_JWT, GRANT_TOKEN_EXCHANGE, TT_ACCESS_TOKEN
 from ops.bench_env import (
     ASSERTION_LIFETIME_S,
@@ -210,18 +211,12 @@ def issue_baton_tokens(url: str, setup: BenchSetup, tokens: Tokens, chains: int)
 
 def _expiry(token: str) -> float:
     """The ``exp`` of a token Baton issued (read, not verified: the bench only plans with it)."""
-    payload = token.split(".")[1]
-    return float(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["exp"])
+    return float(parse_compact(token).claims["exp"])
 
 
 def measurement_span(options: Options) -> float:
     """Seconds one measurement may take, warm-up included: the tokens it presents must outlive it."""
     return options.warmup + options.duration + MEASUREMENT_OVERHEAD_S
-
-
-def baton_token_ttl(options: Options) -> int:
-    """``tokens.ttl`` of the Baton under test: the production default (300 s) unless a measurement lasts longer."""
-    return max(300, int(measurement_span(options)) + 60)
 
 
 #: what every successful exchange's response holds (the ceiling's too)
@@ -410,7 +405,9 @@ def _server_config(setup: BenchSetup, options: Options, backend: Backend, port: 
     prefix = f"bench{uuid.uuid4().hex[:6]}:"
     config = setup.config(port=port, store_url=backend.store_url, cache_url=backend.cache_url,
                           workers=options.workers, worker_class=options.worker_class, prefix=prefix)
-    return {**config, "tokens": {**config["tokens"], "ttl": baton_token_ttl(options)}}
+    # the bench's ttl (the production default) unless a measurement lasts longer: its tokens must outlive one
+    ttl = max(config["tokens"]["ttl"], int(measurement_span(options)) + 60)
+    return {**config, "tokens": {**config["tokens"], "ttl": ttl}}
 
 
 def ceiling_process(config_path: Path, url: str) -> ServerProcess:

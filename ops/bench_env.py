@@ -32,6 +32,7 @@ import httpx
 from joserfc import jws
 from joserfc.jwk import ECKey
 
+from app.client_auth import MAX_ASSERTION_LIFETIME
 from app.secrets import hash_secret
 from ops.config_files import free_port, toml_text
 from ops.serving import ending_with_this_process
@@ -116,8 +117,8 @@ class BenchIssuer:
             self._server.server_close()
 
 
-#: how long the bench's ``private_key_jwt`` assertions live (Baton refuses assertions that live over 300 s)
-ASSERTION_LIFETIME_S = 280
+#: how long the bench's ``private_key_jwt`` assertions live: a margin under the most Baton accepts
+ASSERTION_LIFETIME_S = MAX_ASSERTION_LIFETIME - 20
 
 
 @dataclass

@@ -3,10 +3,9 @@
 Both take a :class:`Workload` (one path, fixed headers, a list of pre-built
 form bodies used in rotation, the status and a text every response should
 have) and keep ``connections`` keep-alive connections busy for ``duration``
-seconds. Both
-report a :class:`LoadResult`. Bodies marked ``single_use`` (``private_key_jwt``
-assertions) are handed out once each; running out is reported as errors, not
-papered over by reuse.
+seconds. Both report a :class:`LoadResult`. Bodies marked ``single_use``
+(``private_key_jwt`` assertions) are handed out once each; running out is
+reported as errors, not papered over by reuse.
 """
 
 from __future__ import annotations
